@@ -1,0 +1,27 @@
+"""Domain-agnostic diffusion processes, solvers and guidance.
+
+    >>> import torch
+    >>> from sciogen.diffusion import GaussianMixture, LinearSchedule, sample
+    >>> gmm = GaussianMixture.example()
+    >>> model = gmm.denoiser(LinearSchedule(), prediction="eps")
+    >>> x_T = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    >>> x0 = sample(model, x_T, schedule=LinearSchedule(), prediction="eps", solver="dpm++2m", steps=20)
+    >>> x0.shape
+    torch.Size([4, 2])
+"""
+
+from .gaussian import LOSS_WEIGHTINGS, GaussianProcess
+from .guidance import classifier_free, inpaint, observation_guidance, repaint, smc_inpaint
+from .mixture import GaussianMixture
+from .parametrization import PREDICTIONS, convert, expand_time, from_x0, to_eps, to_x0
+from .sampling import DEFAULT_GRID, GRIDS, make_denoiser, sample, time_grid
+from .schedules import SCHEDULES, CosineSchedule, DiscreteSchedule, LinearSchedule, Schedule, make_schedule
+from .solvers import SOLVERS
+
+__all__ = [
+    "Schedule", "LinearSchedule", "CosineSchedule", "DiscreteSchedule", "make_schedule", "SCHEDULES",
+    "GaussianProcess", "LOSS_WEIGHTINGS", "PREDICTIONS", "convert", "to_x0", "to_eps", "from_x0", "expand_time",
+    "sample", "time_grid", "make_denoiser", "SOLVERS", "GRIDS", "DEFAULT_GRID",
+    "classifier_free", "inpaint", "repaint", "smc_inpaint", "observation_guidance",
+    "GaussianMixture",
+]

@@ -1,0 +1,138 @@
+"""Gaussian (variance-preserving) diffusion: noising, training targets and losses.
+
+Forward process: ``x_t = alpha(t) x_0 + sigma(t) eps``, ``eps ~ N(0, I)``.
+The network predicts ``eps``, ``x0`` or ``v``; conversions live in
+:mod:`sciogen.diffusion.parametrization`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import torch
+
+from .parametrization import check_prediction, expand_time, from_x0
+from .schedules import Schedule, make_schedule
+
+__all__ = ["GaussianProcess", "LOSS_WEIGHTINGS"]
+
+LOSS_WEIGHTINGS = ("none", "snr", "min_snr", "x0")
+
+
+class GaussianProcess:
+    """Gaussian diffusion of one tensor field.
+
+    Args:
+        schedule: a :class:`Schedule` or its name.
+        prediction: what the network outputs: ``"eps"``, ``"x0"`` or ``"v"``.
+        loss_weighting: ``"none"`` (plain MSE on the prediction target), ``"x0"`` (MSE in
+            x0 space whatever the prediction), ``"snr"`` (the eps-MSE weighted by SNR, i.e.
+            equivalent to ``"x0"`` for eps models) or ``"min_snr"`` (Hang et al. 2023,
+            weight min(SNR, gamma) expressed relative to the prediction target).
+        min_snr_gamma: gamma of ``"min_snr"``.
+    """
+
+    kind = "gaussian"
+
+    def __init__(
+        self,
+        schedule: Schedule | str = "linear",
+        prediction: Literal["eps", "x0", "v"] = "eps",
+        loss_weighting: Literal["none", "snr", "min_snr", "x0"] = "none",
+        min_snr_gamma: float = 5.0,
+    ):
+        self.schedule = make_schedule(schedule)
+        self.prediction = check_prediction(prediction)
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"unknown loss_weighting {loss_weighting!r}; allowed: {', '.join(LOSS_WEIGHTINGS)}")
+        self.loss_weighting = loss_weighting
+        self.min_snr_gamma = float(min_snr_gamma)
+
+    # -- forward process -------------------------------------------------------------
+    def coefficients(self, t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha(t), sigma(t) shaped to broadcast against x, in x's dtype."""
+        t = torch.as_tensor(t, device=x.device)
+        alpha = expand_time(self.schedule.alpha(t.double()), x).to(x.dtype)
+        sigma = expand_time(self.schedule.sigma(t.double()), x).to(x.dtype)
+        return alpha, sigma
+
+    def noise(
+        self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw x_t ~ q(x_t | x_0). Returns ``(x_t, eps)``.
+
+        Shapes: x0 (B, ...), t (B,) or a leading prefix of x0's shape (per token / block).
+        """
+        if eps is None:
+            eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        alpha, sigma = self.coefficients(t, x0)
+        return alpha * x0 + sigma * eps, eps
+
+    def prior(self, shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
+        """A draw from the terminal distribution N(0, I) at t = 1."""
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+    def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The regression target for this process's ``prediction``."""
+        alpha, sigma = self.coefficients(t, x0)
+        x_t = alpha * x0 + sigma * eps
+        if self.prediction == "eps":
+            return eps
+        return from_x0(x0, x_t, alpha, sigma, self.prediction)
+
+    def loss_weight(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Weight that multiplies the squared error of the prediction target at time t."""
+        if self.loss_weighting == "none":
+            return torch.ones((), dtype=x.dtype, device=x.device)
+        alpha, sigma = self.coefficients(t, x)
+        snr = (alpha / sigma) ** 2
+        # weight w such that w * |pred - target|^2 equals the intended loss:
+        # |eps err|^2 = snr |x0 err|^2, |v err|^2 = (snr + 1) |x0 err|^2.
+        to_x0 = {"eps": 1.0 / snr, "x0": torch.ones_like(snr), "v": 1.0 / (snr + 1.0)}[self.prediction]
+        if self.loss_weighting == "x0":
+            return to_x0
+        if self.loss_weighting == "snr":
+            return to_x0 * snr
+        # min-SNR-gamma: x0-space weight min(snr, gamma)
+        return to_x0 * torch.clamp(snr, max=self.min_snr_gamma)
+
+    def sample_time(self, batch: int, generator=None, device=None, t_min: float | None = None) -> torch.Tensor:
+        """Training times, uniform on [t_min, 1] with low-discrepancy (stratified) offsets."""
+        t_min = self.schedule.t_min if t_min is None else t_min
+        u0 = torch.rand((), generator=generator, device=device, dtype=torch.float64)
+        u = (u0 + torch.arange(batch, device=device, dtype=torch.float64) / batch) % 1.0
+        u = u[torch.randperm(batch, generator=generator, device=device)] if batch > 1 else u
+        return (t_min + (1.0 - t_min) * u).float()
+
+    def loss(
+        self,
+        model: Callable[..., torch.Tensor],
+        x0: torch.Tensor,
+        t: torch.Tensor | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **cond,
+    ) -> torch.Tensor:
+        """Per-sample denoising loss, shape (B,).
+
+        Draws t (unless given) and eps, calls ``model(x_t, t, **cond)`` and returns the
+        weighted mean squared error of its prediction; ``mask`` (broadcastable to x0, 1 =
+        counts) leaves out padded or missing entries.
+        """
+        if t is None:
+            t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
+        x_t, eps = self.noise(x0, t, generator=generator)
+        pred = model(x_t, t, **cond)
+        if pred.shape != x0.shape:
+            raise ValueError(f"model output has shape {tuple(pred.shape)}, expected {tuple(x0.shape)}")
+        err = (pred - self.target(x0, eps, t)) ** 2 * self.loss_weight(t, x0)
+        return _masked_mean_per_sample(err, mask)
+
+
+def _masked_mean_per_sample(err: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    dims = tuple(range(1, err.ndim))
+    if mask is None:
+        return err.mean(dim=dims) if dims else err
+    mask = mask.to(err.dtype).expand_as(err)
+    return (err * mask).sum(dim=dims) / mask.sum(dim=dims).clamp_min(1.0)

@@ -1,0 +1,198 @@
+"""The public sampling entry point and the time grids.
+
+``sample(model, x_T, schedule=..., prediction=..., solver=..., steps=...)`` integrates from
+the given noise at t = 1 back to clean data with any solver of :mod:`.solvers`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, Mapping
+
+import torch
+from tqdm.auto import tqdm
+
+from .parametrization import check_prediction, to_x0
+from .schedules import Schedule, make_schedule
+from .solvers import SOLVERS
+
+__all__ = ["sample", "time_grid", "make_denoiser", "GRIDS", "DEFAULT_GRID"]
+
+GRIDS = ("uniform", "logsnr", "karras")
+DEFAULT_GRID = {
+    "ddpm": "uniform",
+    "ddim": "uniform",
+    "dpm++2m": "logsnr",
+    "dpm++3m": "logsnr",
+    "heun": "karras",
+    "euler-maruyama": "karras",
+}
+
+
+def time_grid(
+    schedule: Schedule,
+    steps: int,
+    kind: Literal["uniform", "logsnr", "karras"] = "logsnr",
+    *,
+    t_min: float | None = None,
+    t_max: float | None = None,
+    denoise_final: bool = True,
+    rho: float = 7.0,
+) -> torch.Tensor:
+    """A decreasing float64 grid of times with ``steps`` intervals.
+
+    - ``"uniform"``: uniform in t;
+    - ``"logsnr"``: uniform in lambda = log(alpha / sigma) (DPM-Solver's recommendation);
+    - ``"karras"``: sigma/alpha spaced as k^(1/rho) uniform (Karras et al. 2022, rho = 7).
+
+    With ``denoise_final`` the grid has ``steps`` points from t_max to t_min followed by 0
+    (the last step returns the clean estimate, so the number of model calls equals
+    ``steps`` for one-evaluation-per-step solvers); without it, ``steps + 1`` points from
+    t_max to t_min.
+    """
+    if int(steps) < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if kind not in GRIDS:
+        raise ValueError(f"unknown time grid {kind!r}; allowed: {', '.join(GRIDS)}")
+    t_min = schedule.t_min if t_min is None else float(t_min)
+    t_max = schedule.t_max if t_max is None else float(t_max)
+    if not 0.0 < t_min < t_max <= 1.0:
+        raise ValueError(f"need 0 < t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
+    n = int(steps) if denoise_final else int(steps) + 1
+    if n == 1:
+        ts = torch.tensor([t_max], dtype=torch.float64)
+    elif kind == "uniform":
+        ts = torch.linspace(t_max, t_min, n, dtype=torch.float64)
+    else:
+        bounds = torch.tensor([t_max, t_min], dtype=torch.float64)
+        lam = schedule.log_snr(bounds)
+        if kind == "logsnr":
+            lams = torch.linspace(float(lam[0]), float(lam[1]), n, dtype=torch.float64)
+        else:
+            k_max, k_min = torch.exp(-lam[0]), torch.exp(-lam[1])
+            ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+            k = (k_max ** (1 / rho) + ramp * (k_min ** (1 / rho) - k_max ** (1 / rho))) ** rho
+            lams = -torch.log(k)
+        ts = schedule.t_from_log_snr(lams).clamp(t_min, t_max)
+        ts[0], ts[-1] = t_max, t_min
+    if denoise_final:
+        ts = torch.cat([ts, torch.zeros(1, dtype=torch.float64)])
+    return ts
+
+
+def make_denoiser(model: Callable, schedule: Schedule, prediction: str, dtype: torch.dtype, **cond) -> Callable:
+    """Turn ``model(x_t, t, **cond) -> prediction`` into ``denoise(x, t: float) -> x0`` (float32).
+
+    The model sees the state in ``dtype`` and a time tensor of shape (B,); the conversion to
+    x0 runs in float32 through :func:`sciogen.diffusion.parametrization.to_x0`.
+    """
+
+    def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), t, dtype=torch.float32, device=x.device)
+        pred = model(x.to(dtype), tt, **cond)
+        if pred.shape != x.shape:
+            raise ValueError(f"model output has shape {tuple(pred.shape)}, expected the state's {tuple(x.shape)}")
+        t64 = torch.tensor(t, dtype=torch.float64)
+        alpha, sigma = float(schedule.alpha(t64)), float(schedule.sigma(t64))
+        return to_x0(pred.float(), x, alpha, sigma, prediction)
+
+    return denoise
+
+
+class _Flat:
+    """Packs a dict state {name: (B, ...)} into one (B, D) tensor and back."""
+
+    def __init__(self, state: Mapping[str, torch.Tensor]):
+        self.keys = list(state)
+        self.shapes = [tuple(state[k].shape[1:]) for k in self.keys]
+        self.sizes = [int(torch.Size(s).numel()) for s in self.shapes]
+
+    def pack(self, state):
+        return torch.cat([state[k].reshape(state[k].shape[0], -1) for k in self.keys], dim=1)
+
+    def unpack(self, flat):
+        parts = torch.split(flat, self.sizes, dim=1)
+        return {k: p.reshape((flat.shape[0],) + s) for k, p, s in zip(self.keys, parts, self.shapes)}
+
+    def wrap(self, model):
+        def flat_model(x, t, **cond):
+            out = model(self.unpack(x), t, **cond)
+            missing = set(self.keys) - set(out)
+            if missing:
+                raise ValueError(f"model output lacks the fields {sorted(missing)} of the state")
+            return self.pack(out)
+
+        return flat_model
+
+
+def sample(
+    model: Callable,
+    x_T,
+    *,
+    schedule: Schedule | str = "linear",
+    prediction: str = "eps",
+    solver: str = "dpm++2m",
+    steps: int = 20,
+    generator: torch.Generator | None = None,
+    grid: str | torch.Tensor | None = None,
+    t_min: float | None = None,
+    t_max: float | None = None,
+    denoise_final: bool = True,
+    progress: bool = False,
+    callback: Callable | None = None,
+    solver_options: dict | None = None,
+    **cond,
+):
+    """Generate clean samples from noise ``x_T`` at t = 1 with a Gaussian-diffusion model.
+
+    Args:
+        model: ``model(x_t, t, **cond) -> prediction`` with t of shape (B,) in [0, 1].
+        x_T: the starting noise, a tensor (B, ...) or a dict of named fields {name: (B, ...)}
+            (the model then takes and returns dicts).
+        schedule: a :class:`Schedule` or ``"linear" | "cosine" | "discrete"``.
+        prediction: the model's output kind, ``"eps" | "x0" | "v"``.
+        solver: one of ``"ddpm", "ddim", "dpm++2m", "dpm++3m", "heun", "euler-maruyama"``.
+        steps: number of solver steps (``heun`` calls the model about twice per step).
+        generator: the only source of randomness of stochastic solvers.
+        grid: ``"uniform" | "logsnr" | "karras"`` or an explicit decreasing tensor of times
+            (default: the solver's usual grid, see ``DEFAULT_GRID``).
+        t_min, t_max: integration range (defaults: the schedule's).
+        denoise_final: end with a step to t = 0 returning the clean estimate.
+        solver_options: extra options of the solver, e.g. ``{"eta": 0.5}`` for DDIM.
+        **cond: conditions passed to the model.
+
+    Returns:
+        The sample, same structure, shape and dtype as ``x_T``. Solver arithmetic runs in
+        float32.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
+    check_prediction(prediction)
+    schedule = make_schedule(schedule)
+    if isinstance(x_T, Mapping):
+        flat = _Flat(x_T)
+        out = sample(
+            flat.wrap(model), flat.pack(x_T), schedule=schedule, prediction=prediction, solver=solver,
+            steps=steps, generator=generator, grid=grid, t_min=t_min, t_max=t_max,
+            denoise_final=denoise_final, progress=progress, callback=callback,
+            solver_options=solver_options, **cond,
+        )
+        return flat.unpack(out)
+    if torch.is_tensor(grid):
+        ts = grid.detach().to(torch.float64).flatten().cpu()
+        if ts.numel() < 2 or not bool((ts[1:] < ts[:-1]).all()):
+            raise ValueError("an explicit grid must be a decreasing tensor of at least 2 times")
+    else:
+        ts = time_grid(schedule, steps, grid or DEFAULT_GRID[solver], t_min=t_min, t_max=t_max, denoise_final=denoise_final)
+    denoise = make_denoiser(model, schedule, prediction, x_T.dtype, **cond)
+    bar = tqdm(total=len(ts) - 1, desc=f"sampling ({solver})", disable=not progress, leave=False)
+
+    def on_step(i, t, x):
+        bar.update(1)
+        if callback is not None:
+            callback(i, t, x)
+
+    try:
+        out = SOLVERS[solver](denoise, x_T.float(), ts, schedule, generator=generator, callback=on_step, **(solver_options or {}))
+    finally:
+        bar.close()
+    return out.to(x_T.dtype)
