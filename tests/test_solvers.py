@@ -130,10 +130,18 @@ def test_dtype_is_kept_and_arithmetic_is_float32():
     assert out.dtype == torch.float16 and set(seen) == {torch.float16}
 
 
-def test_discrete_schedule_grid_ends_at_first_step():
+@pytest.mark.parametrize("kind", ["uniform", "logsnr", "karras"])
+def test_time_grids(kind):
     sched = DiscreteSchedule.linear(1000)
-    ts = time_grid(sched, 10, "uniform")
-    assert ts[0] == 1.0 and ts[-2] == pytest.approx(1e-3) and ts[-1] == 0.0 and len(ts) == 11
+    open_end = time_grid(sched, 10, kind, denoise_final=False)
+    assert len(open_end) == 11 and open_end[0] == 1.0 and open_end[-1] == pytest.approx(1e-3)
+    assert bool((open_end[1:] < open_end[:-1]).all())
+    closed = time_grid(sched, 10, kind)
+    torch.testing.assert_close(closed[:-1], open_end[:-1])
+    assert closed[-1] == 0.0
+    if kind == "logsnr":
+        lam = sched.log_snr(open_end)
+        torch.testing.assert_close(lam.diff(), torch.full((10,), float(lam.diff().mean()), dtype=torch.float64))
 
 
 def test_bad_arguments_raise_clear_errors():

@@ -44,10 +44,9 @@ def time_grid(
     - ``"logsnr"``: uniform in lambda = log(alpha / sigma) (DPM-Solver's recommendation);
     - ``"karras"``: sigma/alpha spaced as k^(1/rho) uniform (Karras et al. 2022, rho = 7).
 
-    With ``denoise_final`` the grid has ``steps`` points from t_max to t_min followed by 0
-    (the last step returns the clean estimate, so the number of model calls equals
-    ``steps`` for one-evaluation-per-step solvers); without it, ``steps + 1`` points from
-    t_max to t_min.
+    The grid has ``steps + 1`` points from t_max to t_min. With ``denoise_final`` its last
+    point is replaced by t = 0: the last step jumps to the clean estimate, so no model call
+    is spent at t_min and one-evaluation-per-step solvers call the model ``steps`` times.
     """
     if int(steps) < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -57,10 +56,8 @@ def time_grid(
     t_max = schedule.t_max if t_max is None else float(t_max)
     if not 0.0 < t_min < t_max <= 1.0:
         raise ValueError(f"need 0 < t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
-    n = int(steps) if denoise_final else int(steps) + 1
-    if n == 1:
-        ts = torch.tensor([t_max], dtype=torch.float64)
-    elif kind == "uniform":
+    n = int(steps) + 1
+    if kind == "uniform":
         ts = torch.linspace(t_max, t_min, n, dtype=torch.float64)
     else:
         bounds = torch.tensor([t_max, t_min], dtype=torch.float64)
@@ -75,7 +72,7 @@ def time_grid(
         ts = schedule.t_from_log_snr(lams).clamp(t_min, t_max)
         ts[0], ts[-1] = t_max, t_min
     if denoise_final:
-        ts = torch.cat([ts, torch.zeros(1, dtype=torch.float64)])
+        ts[-1] = 0.0
     return ts
 
 
@@ -86,13 +83,17 @@ def make_denoiser(model: Callable, schedule: Schedule, prediction: str, dtype: t
     x0 runs in float32 through :func:`sciogen.diffusion.parametrization.to_x0`.
     """
 
+    coefficients: dict[float, tuple[float, float]] = {}
+
     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
         tt = torch.full((x.shape[0],), t, dtype=torch.float32, device=x.device)
         pred = model(x.to(dtype), tt, **cond)
         if pred.shape != x.shape:
             raise ValueError(f"model output has shape {tuple(pred.shape)}, expected the state's {tuple(x.shape)}")
-        t64 = torch.tensor(t, dtype=torch.float64)
-        alpha, sigma = float(schedule.alpha(t64)), float(schedule.sigma(t64))
+        if t not in coefficients:
+            t64 = torch.tensor(t, dtype=torch.float64)
+            coefficients[t] = float(schedule.alpha(t64)), float(schedule.sigma(t64))
+        alpha, sigma = coefficients[t]
         return to_x0(pred.float(), x, alpha, sigma, prediction)
 
     return denoise
@@ -184,15 +185,16 @@ def sample(
     else:
         ts = time_grid(schedule, steps, grid or DEFAULT_GRID[solver], t_min=t_min, t_max=t_max, denoise_final=denoise_final)
     denoise = make_denoiser(model, schedule, prediction, x_T.dtype, **cond)
-    bar = tqdm(total=len(ts) - 1, desc=f"sampling ({solver})", disable=not progress, leave=False)
+    options = dict(solver_options or {})
+    if not progress:
+        out = SOLVERS[solver](denoise, x_T.float(), ts, schedule, generator=generator, callback=callback, **options)
+        return out.to(x_T.dtype)
+    with tqdm(total=len(ts) - 1, desc=f"sampling ({solver})", leave=False) as bar:
 
-    def on_step(i, t, x):
-        bar.update(1)
-        if callback is not None:
-            callback(i, t, x)
+        def on_step(i, t, x):
+            bar.update(1)
+            if callback is not None:
+                callback(i, t, x)
 
-    try:
-        out = SOLVERS[solver](denoise, x_T.float(), ts, schedule, generator=generator, callback=on_step, **(solver_options or {}))
-    finally:
-        bar.close()
+        out = SOLVERS[solver](denoise, x_T.float(), ts, schedule, generator=generator, callback=on_step, **options)
     return out.to(x_T.dtype)

@@ -29,22 +29,21 @@ __all__ = ["ddpm", "ddim", "dpmpp_2m", "dpmpp_3m", "heun", "euler_maruyama", "SO
 Denoise = Callable[[torch.Tensor, float], torch.Tensor]
 
 
-def _coef(schedule: Schedule, t: float) -> tuple[float, float]:
-    """alpha(t), sigma(t) as Python floats (alpha = 1, sigma = 0 at t = 0)."""
-    if t <= 0.0:
-        return 1.0, 0.0
-    tt = torch.tensor(float(t), dtype=torch.float64)
-    return float(schedule.alpha(tt)), float(schedule.sigma(tt))
-
-
-def _lambda(schedule: Schedule, t: float) -> float:
-    if t <= 0.0:
-        return math.inf
-    return float(schedule.log_snr(torch.tensor(float(t), dtype=torch.float64)))
+def _grid(schedule: Schedule, ts: torch.Tensor) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Times, alpha, sigma and lambda on the whole grid as Python floats, computed once
+    (alpha = 1, sigma = 0, lambda = inf at t = 0)."""
+    ts = ts.to(torch.float64)
+    pos = ts.clamp_min(1e-12)
+    zero = ts <= 0
+    a = torch.where(zero, 1.0, schedule.alpha(pos))
+    s = torch.where(zero, 0.0, schedule.sigma(pos))
+    lam = torch.where(zero, math.inf, schedule.log_snr(pos))
+    return ts.tolist(), a.tolist(), s.tolist(), lam.tolist()
 
 
 def _check(x: torch.Tensor, i: int, t: float) -> torch.Tensor:
-    if not bool(torch.isfinite(x).all()):
+    # one reduction instead of a full boolean mask: NaN and inf propagate into the sum
+    if not math.isfinite(float(x.sum())):
         raise FloatingPointError(
             f"non-finite values appeared at solver step {i} (t = {t:.5f}); "
             "check the model's prediction kind and schedule, or lower the guidance scale"
@@ -62,16 +61,15 @@ def ddim(denoise: Denoise, x, ts, schedule, *, eta: float = 0.0, generator=None,
     x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z,
     c   = eta sigma_s / sigma_t sqrt(1 - alpha_t^2 sigma_s^2 / (alpha_s^2 sigma_t^2)).
     """
-    for i in range(len(ts) - 1):
-        t, s = float(ts[i]), float(ts[i + 1])
-        a_t, s_t = _coef(schedule, t)
-        a_s, s_s = _coef(schedule, s)
+    T, A, S, _ = _grid(schedule, ts)
+    for i in range(len(T) - 1):
+        t, s, a_t, a_s, s_t, s_s = T[i], T[i + 1], A[i], A[i + 1], S[i], S[i + 1]
         x0 = denoise(x, t)
-        eps = (x - a_t * x0) / s_t
         c = 0.0
         if eta > 0 and s_s > 0:
             c = eta * s_s / s_t * math.sqrt(max(0.0, 1.0 - (a_t * s_s) ** 2 / (a_s * s_t) ** 2))
-        x = a_s * x0 + math.sqrt(max(s_s**2 - c**2, 0.0)) * eps
+        e = math.sqrt(max(s_s**2 - c**2, 0.0)) / s_t  # eps = (x - a_t x0) / s_t, folded in
+        x = torch.add(e * x, x0, alpha=a_s - e * a_t)
         if c > 0:
             x = x + c * _randn(x, generator)
         x = _check(x, i, s)
@@ -87,10 +85,9 @@ def ddpm(denoise: Denoise, x, ts, schedule, *, generator=None, callback=None):
     mean = alpha_ts sigma_s^2 / sigma_t^2 x_t + alpha_s sigma_ts^2 / sigma_t^2 x0_hat,
     var  = sigma_ts^2 sigma_s^2 / sigma_t^2.
     """
-    for i in range(len(ts) - 1):
-        t, s = float(ts[i]), float(ts[i + 1])
-        a_t, s_t = _coef(schedule, t)
-        a_s, s_s = _coef(schedule, s)
+    T, A, S, _ = _grid(schedule, ts)
+    for i in range(len(T) - 1):
+        t, s, a_t, a_s, s_t, s_s = T[i], T[i + 1], A[i], A[i + 1], S[i], S[i + 1]
         x0 = denoise(x, t)
         a_ts = a_t / a_s
         var_ts = s_t**2 - a_ts**2 * s_s**2
@@ -115,34 +112,36 @@ def _multistep_order(order: int, i: int, n: int, final_zero: bool, lower_order_f
 def _dpmpp_multistep(denoise, x, ts, schedule, order, lower_order_final, callback):
     """DPM-Solver++ multistep in data prediction (Lu et al. 2022, Alg. 2; third order as
     in Zheng et al. 2023 / diffusers). Variables: h = lambda_s - lambda_t, r = h_prev / h."""
-    n = len(ts) - 1
-    final_zero = float(ts[-1]) <= 0.0
+    T, A, S, L = _grid(schedule, ts)
+    n = len(T) - 1
+    final_zero = T[-1] <= 0.0
     hist_x0: list[torch.Tensor] = []
     hist_lam: list[float] = []
     for i in range(n):
-        t, s = float(ts[i]), float(ts[i + 1])
-        a_t, s_t = _coef(schedule, t)
-        a_s, s_s = _coef(schedule, s)
-        lam_t, lam_s = _lambda(schedule, t), _lambda(schedule, s)
+        t, s, a_s, s_t, s_s, lam_t, lam_s = T[i], T[i + 1], A[i + 1], S[i], S[i + 1], L[i], L[i + 1]
         x0 = denoise(x, t)
         hist_x0 = (hist_x0 + [x0])[-3:]
         hist_lam = (hist_lam + [lam_t])[-3:]
         k = _multistep_order(order, i, n, final_zero, lower_order_final)
         phi = -math.expm1(-(lam_s - lam_t)) if math.isfinite(lam_s) else 1.0  # 1 - e^{-h}
-        x_new = (s_s / s_t) * x + a_s * phi * x0
-        if k >= 2:
+        c = [a_s * phi]  # coefficients of x0_t, x0_prev, x0_prev2
+        if k == 2:
+            r0 = (lam_t - hist_lam[-2]) / (lam_s - lam_t)
+            c = [a_s * phi * (1.0 + 0.5 / r0), -a_s * phi * 0.5 / r0]
+        elif k == 3:
             h = lam_s - lam_t
             r0 = (lam_t - hist_lam[-2]) / h
-            d1_0 = (x0 - hist_x0[-2]) / r0
-            if k == 2:
-                x_new = x_new + 0.5 * a_s * phi * d1_0
-            else:
-                r1 = (hist_lam[-2] - hist_lam[-3]) / h
-                d1_1 = (hist_x0[-2] - hist_x0[-3]) / r1
-                d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
-                d2 = (d1_0 - d1_1) / (r0 + r1)
-                em1 = -phi  # e^{-h} - 1
-                x_new = x_new + a_s * (em1 / h + 1.0) * d1 - a_s * ((em1 + h) / h**2 - 0.5) * d2
+            r1 = (hist_lam[-2] - hist_lam[-3]) / h
+            # D1 = (1 + q) D1_0 - q D1_1, D2 = (D1_0 - D1_1) / (r0 + r1), D1_j = (x0_j - x0_j+1) / r_j
+            q = r0 / (r0 + r1)
+            b1 = a_s * (1.0 - phi / h)  # alpha_s ((e^{-h} - 1) / h + 1)
+            b2 = a_s * ((h - phi) / h**2 - 0.5)  # alpha_s ((e^{-h} - 1 + h) / h^2 - 1/2)
+            u = b1 * (1.0 + q) - b2 / (r0 + r1)
+            v = -b1 * q + b2 / (r0 + r1)
+            c = [a_s * phi + u / r0, -u / r0 + v / r1, -v / r1]
+        x_new = torch.add((s_s / s_t) * x, x0, alpha=c[0])
+        for coef, prev in zip(c[1:], reversed(hist_x0[:-1])):
+            x_new.add_(prev, alpha=coef)
         x = _check(x_new, i, s)
         if callback is not None:
             callback(i, s, x)
@@ -163,10 +162,10 @@ def dpmpp_3m(denoise: Denoise, x, ts, schedule, *, lower_order_final: bool = Tru
     return _dpmpp_multistep(denoise, x, ts, schedule, 3, lower_order_final, callback)
 
 
-def _karras_frame(schedule, t):
-    """alpha(t) and the VE noise level sigma/alpha (0 at t = 0)."""
-    a, s = _coef(schedule, t)
-    return a, s / a
+def _karras_grid(schedule, ts):
+    """Times, alpha(t) and the VE noise level k = sigma / alpha (0 at t = 0) on the grid."""
+    T, A, S, _ = _grid(schedule, ts)
+    return T, A, [s / a for a, s in zip(A, S)]
 
 
 def heun(denoise: Denoise, x, ts, schedule, *, generator=None, callback=None):
@@ -175,10 +174,9 @@ def heun(denoise: Denoise, x, ts, schedule, *, generator=None, callback=None):
     In the VE frame y = x / alpha, k = sigma / alpha:  dy/dk = (y - x0_hat) / k.
     The step into k = 0 is an Euler step. NFE = 2 (len(ts) - 1) - [ts ends at 0].
     """
-    for i in range(len(ts) - 1):
-        t, s = float(ts[i]), float(ts[i + 1])
-        a_t, k_t = _karras_frame(schedule, t)
-        a_s, k_s = _karras_frame(schedule, s)
+    T, A, K = _karras_grid(schedule, ts)
+    for i in range(len(T) - 1):
+        t, s, a_t, a_s, k_t, k_s = T[i], T[i + 1], A[i], A[i + 1], K[i], K[i + 1]
         y = x / a_t
         d = (y - denoise(x, t)) / k_t
         y_new = y + (k_s - k_t) * d
@@ -197,10 +195,9 @@ def euler_maruyama(denoise: Denoise, x, ts, schedule, *, generator=None, callbac
     y = x / alpha, k = sigma / alpha, score = (x0_hat - y) / k^2:
     y_s = y_t + (k_t^2 - k_s^2) score + sqrt(k_t^2 - k_s^2) z.
     """
-    for i in range(len(ts) - 1):
-        t, s = float(ts[i]), float(ts[i + 1])
-        a_t, k_t = _karras_frame(schedule, t)
-        a_s, k_s = _karras_frame(schedule, s)
+    T, A, K = _karras_grid(schedule, ts)
+    for i in range(len(T) - 1):
+        t, s, a_t, a_s, k_t, k_s = T[i], T[i + 1], A[i], A[i + 1], K[i], K[i + 1]
         y = x / a_t
         dk2 = k_t**2 - k_s**2
         y = y + dk2 * (denoise(x, t) - y) / k_t**2
