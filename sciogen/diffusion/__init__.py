@@ -10,6 +10,9 @@
     torch.Size([4, 2])
 """
 
+from .categorical import CategoricalProcess, sample_categorical
+from .common import masked_mean, stratified_times
+from .fields import JointProcess
 from .gaussian import LOSS_WEIGHTINGS, GaussianProcess
 from .guidance import classifier_free, inpaint, observation_guidance, repaint, smc_inpaint
 from .mixture import GaussianMixture
@@ -17,10 +20,13 @@ from .parametrization import PREDICTIONS, convert, expand_time, from_x0, to_eps,
 from .sampling import DEFAULT_GRID, GRIDS, make_denoiser, sample, time_grid
 from .schedules import SCHEDULES, CosineSchedule, DiscreteSchedule, LinearSchedule, Schedule, make_schedule
 from .solvers import SOLVERS
+from .torus import WrappedNormalProcess, sample_torus, wrap_displacement, wrap_fractional
 
 __all__ = [
     "Schedule", "LinearSchedule", "CosineSchedule", "DiscreteSchedule", "make_schedule", "SCHEDULES",
-    "GaussianProcess", "LOSS_WEIGHTINGS", "PREDICTIONS", "convert", "to_x0", "to_eps", "from_x0", "expand_time",
+    "GaussianProcess", "LOSS_WEIGHTINGS", "CategoricalProcess", "sample_categorical",
+    "WrappedNormalProcess", "sample_torus", "wrap_fractional", "wrap_displacement",
+    "JointProcess", "stratified_times", "masked_mean", "PREDICTIONS", "convert", "to_x0", "to_eps", "from_x0", "expand_time",
     "sample", "time_grid", "make_denoiser", "SOLVERS", "GRIDS", "DEFAULT_GRID",
     "classifier_free", "inpaint", "repaint", "smc_inpaint", "observation_guidance",
     "GaussianMixture",

@@ -11,7 +11,8 @@ from typing import Callable, Literal
 
 import torch
 
-from .parametrization import check_prediction, expand_time, from_x0
+from .common import masked_mean, stratified_times
+from .parametrization import check_prediction, expand_time, from_x0, to_x0
 from .schedules import Schedule, make_schedule
 
 __all__ = ["GaussianProcess", "LOSS_WEIGHTINGS"]
@@ -99,10 +100,7 @@ class GaussianProcess:
     def sample_time(self, batch: int, generator=None, device=None, t_min: float | None = None) -> torch.Tensor:
         """Training times, uniform on [t_min, 1] with low-discrepancy (stratified) offsets."""
         t_min = self.schedule.t_min if t_min is None else t_min
-        u0 = torch.rand((), generator=generator, device=device, dtype=torch.float64)
-        u = (u0 + torch.arange(batch, device=device, dtype=torch.float64) / batch) % 1.0
-        u = u[torch.randperm(batch, generator=generator, device=device)] if batch > 1 else u
-        return (t_min + (1.0 - t_min) * u).float()
+        return stratified_times(batch, t_min, generator, device)
 
     def loss(
         self,
@@ -123,16 +121,30 @@ class GaussianProcess:
         if t is None:
             t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
         x_t, eps = self.noise(x0, t, generator=generator)
-        pred = model(x_t, t, **cond)
+        return self.prediction_loss(model(x_t, t, **cond), x0, eps, t, mask)
+
+    def prediction_loss(self, pred, x0, eps, t, mask=None) -> torch.Tensor:
+        """Per-sample weighted squared error of a prediction made at (x_t(x0, eps), t); (B,)."""
         if pred.shape != x0.shape:
             raise ValueError(f"model output has shape {tuple(pred.shape)}, expected {tuple(x0.shape)}")
         err = (pred - self.target(x0, eps, t)) ** 2 * self.loss_weight(t, x0)
-        return _masked_mean_per_sample(err, mask)
+        return masked_mean(err, mask)
 
+    # -- reverse process ---------------------------------------------------------------
+    def step(self, x_t: torch.Tensor, pred: torch.Tensor, t, s, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One ancestral step x_t -> x_s ~ q(x_s | x_t, x0_hat) (DDPM posterior, Ho et al. 2020 Eq. 7).
 
-def _masked_mean_per_sample(err: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    dims = tuple(range(1, err.ndim))
-    if mask is None:
-        return err.mean(dim=dims) if dims else err
-    mask = mask.to(err.dtype).expand_as(err)
-    return (err * mask).sum(dim=dims) / mask.sum(dim=dims).clamp_min(1.0)
+        ``pred`` is the model's output at (x_t, t); t, s of shape (B,) or a prefix of x_t's
+        shape; s = 0 returns x0_hat. For one tensor prefer :func:`sciogen.diffusion.sample`
+        (all solvers); this step serves joint sampling of several fields.
+        """
+        a_t, s_t = self.coefficients(t, x_t)
+        s = torch.as_tensor(s, device=x_t.device)
+        a_s, s_s = self.coefficients(s, x_t)
+        x0 = to_x0(pred.to(x_t.dtype), x_t, a_t, s_t, self.prediction)
+        a_ts = a_t / a_s
+        var_ts = s_t**2 - a_ts**2 * s_s**2
+        mean = a_ts * s_s**2 / s_t**2 * x_t + a_s * var_ts / s_t**2 * x0
+        z = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        return mean + (var_ts * s_s**2 / s_t**2).clamp_min(0).sqrt() * z
+
