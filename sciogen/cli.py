@@ -1,0 +1,300 @@
+"""The ``sciogen`` command (also ``python -m sciogen``).
+
+    sciogen train CONFIG.yaml [--set key=value ...] [--run-dir DIR] [--resume [CKPT]]
+    sciogen sample NAME_OR_CKPT -n N --out FILE [--steps S --solver X --seed K] [domain options]
+    sciogen evaluate DOMAIN FILE [--reference REF] [--json]
+    sciogen list
+    sciogen info NAME_OR_CKPT
+    sciogen demo [--out DIR] [--domain NAME ...] [--quick]
+
+``train`` and ``sample`` run unchanged under ``torchrun --nproc-per-node N``. Domains are
+imported only when a command needs them (see :mod:`sciogen.registry`), so ``--help`` and
+the core work without any domain extra. Errors print one line and exit non-zero;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_debug(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``sciogen`` (domain options of ``sample`` are added later)."""
+    from sciogen import __version__
+
+    parser = argparse.ArgumentParser(prog="sciogen", description="Generate scientific data with diffusion models.")
+    parser.add_argument("--version", action="version", version=f"sciogen {__version__}")
+    _add_debug(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _train_parser(sub)
+    parser.sample_parser = _sample_parser(sub)  # printed by `sciogen sample --help`
+    ev = sub.add_parser("evaluate", help="compute a domain's metrics of a file of samples")
+    ev.add_argument("domain", help="the domain of the samples, e.g. toy")
+    ev.add_argument("file", help="the samples, in a format the domain reads")
+    ev.add_argument("--reference", help="reference data: a file or a dataset name the domain understands")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_debug(ev)
+    for name, text in (("list", "list shipped models, domains and datasets"),):
+        _add_debug(sub.add_parser(name, help=text))
+    info = sub.add_parser("info", help="describe a shipped model or a checkpoint")
+    info.add_argument("target", metavar="NAME_OR_CKPT")
+    _add_debug(info)
+    demo = sub.add_parser("demo", help="run the demos of the installed domains")
+    demo.add_argument("--out", default="sciogen-demo", help="output folder (default: sciogen-demo)")
+    demo.add_argument("--domain", action="append", help="only this domain (repeatable)")
+    demo.add_argument("--quick", action="store_true", help="smaller demo runs")
+    _add_debug(demo)
+    return parser
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config", help="the run's YAML file, e.g. domains/toy/gmm.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=500 (repeatable)")
+    p.add_argument("--run-dir", help="run folder (default: train.run_dir, else runs/<config name>)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                   help="continue the run folder's latest checkpoint (or CKPT)")
+    _add_debug(p)
+
+
+def _sample_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("sample", help="draw samples from a shipped model or checkpoint", add_help=False)
+    p.add_argument("-h", "--help", action="store_true", help="show this help (with the domain's options when a model is given)")
+    p.add_argument("target", nargs="?", metavar="NAME_OR_CKPT", help="shipped model name, checkpoint file or run folder")
+    p.add_argument("-n", type=int, help="number of samples")
+    p.add_argument("--out", help="output file; its suffix picks the format")
+    p.add_argument("--steps", type=int, help="solver steps (default: the model's config)")
+    p.add_argument("--solver", help="ddpm, ddim, dpm++2m, dpm++3m, heun or euler-maruyama")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=int, help="samples per chunk")
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda:0, ...")
+    _add_debug(p)
+    return p
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from sciogen.registry import get_domain, load_run_config
+    from sciogen.train import distributed
+
+    config = load_run_config(args.config, args.set)
+    run_dir = args.run_dir or config.train.run_dir or str(Path("runs") / Path(args.config).stem)
+    config.train.run_dir = str(run_dir)
+    generator = get_domain(config.domain).generator_class()(config)
+    generator.fit(run_dir=run_dir, resume=args.resume)
+    if distributed.is_main():
+        print(f"trained {generator.trained_steps} steps; checkpoints in {Path(run_dir) / 'checkpoints'}")
+        print(f"sample with: sciogen sample {run_dir} -n 1000 --out samples.csv")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.ArgumentParser) -> int:
+    from sciogen.registry import get_domain, read_checkpoint
+    from sciogen.train import distributed
+
+    sample_parser = parser.sample_parser
+    if args.target is None:
+        if args.help:
+            sample_parser.print_help()
+            return 0
+        raise ValueError("sciogen sample needs a model: a shipped name (sciogen list), a checkpoint or a run folder")
+    checkpoint, where = read_checkpoint(args.target)
+    generator_cls = get_domain(str(checkpoint.get("domain"))).generator_class()
+    domain_parser = argparse.ArgumentParser(prog=f"sciogen sample {args.target}", add_help=False)
+    generator_cls.add_sample_arguments(domain_parser)
+    if args.help:
+        sample_parser.print_help()
+        has_options = bool(domain_parser._actions)  # noqa: SLF001 - argparse has no public count
+        print(f"\noptions of the {generator_cls.domain!r} domain:" + ("" if has_options else " none"))
+        if has_options:
+            print(domain_parser.format_help())
+        return 0
+    conditions = {k: v for k, v in vars(domain_parser.parse_args(rest)).items() if v is not None}
+    if args.n is None or args.out is None:
+        raise ValueError("sciogen sample needs -n N and --out FILE")
+    info = distributed.setup(args.device)
+    generator = generator_cls.from_checkpoint(checkpoint, device=info.device)
+    samples = generator.sample(args.n, steps=args.steps, solver=args.solver, seed=args.seed,
+                               batch_size=args.batch_size, **conditions)
+    if info.is_main:
+        path = generator_cls.write_samples(samples, args.out)
+        print(f"wrote {args.n} samples from {where} to {path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from sciogen.registry import get_domain
+
+    generator_cls = get_domain(args.domain).generator_class()
+    metrics = generator_cls.evaluate_samples(generator_cls.read_samples(args.file), args.reference)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        width = max(map(len, metrics), default=0)
+        for key, value in metrics.items():
+            print(f"{key:<{width}}  {value:.6g}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from sciogen.data import cards
+    from sciogen.registry import available, domains, model_card
+
+    print("shipped models:")
+    for name in available():
+        card = model_card(name) or ""
+        title = next((line.lstrip("# ").strip() for line in card.splitlines() if line.strip()), "")
+        print(f"  {name:<22} {title}")
+    print("domains:")
+    for spec in domains():
+        extra = f'pip install "sciogen[{spec.extra}]"' if spec.extra else "core"
+        print(f"  {spec.name:<22} {spec.description} ({extra})")
+    print("datasets:")
+    for name, card in cards().items():
+        print(f"  {name:<22} [{card.domain}] {card.title}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sciogen.registry import model_card, read_checkpoint
+
+    checkpoint, where = read_checkpoint(args.target)
+    metadata = checkpoint.get("metadata") or {}
+    steps = (checkpoint.get("trainer") or {}).get("step", metadata.get("trained_steps", "?"))
+    params = sum(v.numel() for v in checkpoint["model"].values() if hasattr(v, "numel"))
+    print(f"model:           {where}")
+    print(f"domain:          {checkpoint.get('domain')}")
+    print(f"sciogen version: {checkpoint.get('sciogen_version')}")
+    print(f"trained steps:   {steps}")
+    print(f"parameters:      {params:,}")
+    print(f"EMA weights:     {'yes' if checkpoint.get('ema') is not None else 'no'}")
+    print(f"metadata:        {', '.join(_describe(k, v) for k, v in metadata.items()) or '-'}")
+    print("config:")
+    print("  " + yaml.safe_dump(checkpoint.get("config"), sort_keys=False).rstrip().replace("\n", "\n  "))
+    card = model_card(args.target) if not Path(args.target).exists() else None
+    if card:
+        print("\n" + card.rstrip())
+    return 0
+
+
+def _describe(key: str, value: Any) -> str:
+    return f"{key} {tuple(value.shape)}" if hasattr(value, "shape") else f"{key}={value}"
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sciogen.registry import MissingExtraError, domains, get_domain
+
+    specs = [get_domain(d) for d in args.domain] if args.domain else [s for s in domains() if s.demo]
+    out, failed = Path(args.out), []
+    for spec in specs:
+        try:
+            demo = spec.demo_function()
+            if demo is None:
+                print(f"[{spec.name}] has no demo")
+                continue
+            print(f"[{spec.name}] running demo ...")
+            _print_table(demo(out / spec.name, quick=args.quick))
+        except MissingExtraError as err:
+            print(f"[{spec.name}] skipped: {err}")
+        except Exception as err:  # noqa: BLE001 - one domain's failure must not hide the others' results
+            if args.debug:
+                raise
+            print(f"[{spec.name}] failed: {type(err).__name__}: {err}", file=sys.stderr)
+            failed.append(spec.name)
+    print(f"outputs in {out}/")
+    if failed:
+        print(f"sciogen: error: the demo of {', '.join(failed)} failed (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    keys = list(rows[0])
+    cells = [[_fmt(r.get(k)) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def _dispatch(args: argparse.Namespace, rest: list[str], parser: argparse.ArgumentParser) -> int:
+    if rest and args.command != "sample":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "sample":
+        return _cmd_sample(args, rest, parser)
+    handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info, "demo": _cmd_demo}
+    return handlers[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 on success)."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        return _dispatch(args, rest, parser)
+    except BrokenPipeError:  # e.g. `sciogen info ... | head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as err:  # noqa: BLE001 - every error reaches the user as one line
+        if args.debug:
+            raise
+        return _report(err, args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("sciogen: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        _shutdown()
+
+
+def _report(err: Exception, args: argparse.Namespace) -> int:
+    from sciogen.train.trainer import TrainingInterrupted
+
+    if isinstance(err, TrainingInterrupted):
+        print(f"sciogen: {err}", file=sys.stderr)
+        if err.checkpoint is not None and args.command == "train":
+            print(f"resume with: sciogen train {args.config} --resume" + (f" --run-dir {args.run_dir}" if args.run_dir else ""),
+                  file=sys.stderr)
+        return 128 + int(err.signum)
+    message = str(err) or type(err).__name__
+    known = isinstance(err, (ValueError, LookupError, OSError, ImportError, FloatingPointError))
+    prefix = "" if known else f"{type(err).__name__}: "
+    print(f"sciogen: error: {prefix}{message}", file=sys.stderr)
+    if not known:
+        print("(run with --debug for the traceback)", file=sys.stderr)
+    return 1
+
+
+def _shutdown() -> None:
+    if "torch.distributed" in sys.modules:
+        from sciogen.train import distributed
+
+        distributed.shutdown()
+

@@ -1,0 +1,20 @@
+"""Datasets: a registry read from the dataset cards, and cached, checksummed downloads.
+
+    >>> from sciogen import data
+    >>> "perov_5" in data.dataset_names()
+    True
+    >>> data.card("perov_5").domain
+    'crystals'
+
+``data.fetch(name, path=...)`` checks a local copy; ``data.fetch(name)`` downloads into
+the cache (``$SCIOGEN_CACHE``) and verifies every file's SHA-256. The domain adapters'
+loaders build on it.
+"""
+
+from .download import ChecksumError, cache_dir, download_url, extract_member, fetch, sha256sum
+from .registry import DatasetCard, DatasetFile, card, cards, dataset_names
+
+__all__ = [
+    "DatasetCard", "DatasetFile", "card", "cards", "dataset_names",
+    "ChecksumError", "cache_dir", "download_url", "extract_member", "fetch", "sha256sum",
+]

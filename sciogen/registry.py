@@ -1,0 +1,240 @@
+"""Domains, shipped models and the loaders that dispatch on them.
+
+**Domains register lazily.** A domain is a :class:`DomainSpec`: its name, the module that
+holds it, the name of its :class:`~sciogen.train.Generator` subclass, the pip extra it
+needs and, optionally, a demo function. Nothing is imported until the domain is used, so
+``import sciogen`` and ``sciogen --help`` work without rdkit, pymatgen or MONAI; when the
+import fails for a missing package, :class:`MissingExtraError` says which
+``pip install "sciogen[extra]"`` to run. A domain adapter registers itself with one
+entry in the table at the bottom of this module (or, from another package, with a call)::
+
+    register_domain(DomainSpec(
+        name="molecules", module="sciogen.molecules", generator="MoleculeGenerator",
+        extra="molecules", description="molecular graphs (QM9, MOSES)",
+        demo="sciogen.molecules.demo:run_demo",   # optional, run by `sciogen demo`
+    ))
+
+The generator class then supplies everything the CLI needs: its config class (for
+``sciogen train``), ``add_sample_arguments`` (domain options of ``sciogen sample``),
+``write_samples`` / ``read_samples`` / ``evaluate_samples`` (for ``sample`` and
+``evaluate``). A demo function has the signature ``run_demo(out_dir: Path, quick: bool)
+-> list[dict]`` and returns rows of results that ``sciogen demo`` prints.
+
+**Shipped models** are package data: ``sciogen/checkpoints/<domain>-<name>.pt`` with a
+model card ``<domain>-<name>.md``, known to users as ``"<domain>/<name>"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import re
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sciogen.train.config import RunConfig
+    from sciogen.train.generator import Generator
+
+__all__ = [
+    "DomainSpec",
+    "MissingExtraError",
+    "UnknownNameError",
+    "register_domain",
+    "get_domain",
+    "domains",
+    "available",
+    "model_card",
+    "shipped_checkpoint",
+    "load",
+    "load_run_config",
+]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class MissingExtraError(ImportError):
+    """A domain needs packages that are not installed; the message says what to install."""
+
+
+class UnknownNameError(LookupError):
+    """No domain, shipped model or file with that name."""
+
+    def __str__(self) -> str:  # LookupError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """A lazily imported domain (see the module docstring).
+
+    Attributes:
+        name: lowercase identifier, e.g. ``"molecules"`` (no ``-`` or ``/``).
+        module: the module holding the generator, e.g. ``"sciogen.molecules"``.
+        generator: the attribute name of its Generator subclass in ``module``.
+        extra: the pip extra that provides its dependencies (None: core only).
+        description: one line for ``sciogen list``.
+        demo: ``"module:function"`` run by ``sciogen demo``, or None.
+    """
+
+    name: str
+    module: str
+    generator: str
+    extra: str | None = None
+    description: str = ""
+    demo: str | None = None
+
+    def import_module(self, target: str | None = None) -> ModuleType:
+        """Import the domain's module (or ``target``), turning a missing dependency into advice."""
+        target = target or self.module
+        try:
+            return importlib.import_module(target)
+        except ImportError as err:
+            missing = getattr(err, "name", None) or str(err)
+            if self.extra is None or (missing and missing.split(".")[0] == "sciogen"):
+                raise
+            raise MissingExtraError(
+                f"the {self.name!r} domain needs {missing!r}, which is not installed; "
+                f'install it with: pip install "sciogen[{self.extra}]"'
+            ) from err
+
+    def generator_class(self) -> type["Generator"]:
+        """The domain's Generator subclass (imports the domain)."""
+        return getattr(self.import_module(), self.generator)
+
+    def demo_function(self) -> Callable[..., list[dict[str, Any]]] | None:
+        if self.demo is None:
+            return None
+        module, _, func = self.demo.partition(":")
+        return getattr(self.import_module(module), func)
+
+
+_DOMAINS: dict[str, DomainSpec] = {}
+
+
+def register_domain(spec: DomainSpec, *, replace: bool = False) -> DomainSpec:
+    """Add a domain to the registry (``replace=True`` to overwrite an existing name)."""
+    if not _NAME.match(spec.name):
+        raise ValueError(f"domain name {spec.name!r} must be a lowercase identifier (letters, digits, _)")
+    if spec.name in _DOMAINS and not replace:
+        raise ValueError(f"domain {spec.name!r} is already registered (pass replace=True to overwrite)")
+    _DOMAINS[spec.name] = spec
+    return spec
+
+
+def domains() -> list[DomainSpec]:
+    """The registered domains, by name."""
+    return [_DOMAINS[k] for k in sorted(_DOMAINS)]
+
+
+def get_domain(name: str) -> DomainSpec:
+    """The spec of a registered domain."""
+    if name not in _DOMAINS:
+        raise UnknownNameError(f"unknown domain {name!r}; registered domains: {', '.join(sorted(_DOMAINS))}")
+    return _DOMAINS[name]
+
+
+# -- shipped models ---------------------------------------------------------------------------
+
+
+def _checkpoint_folder():
+    return importlib.resources.files("sciogen") / "checkpoints"
+
+
+def _file_name(name: str) -> str:
+    domain, sep, rest = name.partition("/")
+    if not sep or not rest or "/" in rest:
+        raise UnknownNameError(f"shipped model names look like 'domain/name', got {name!r}")
+    return f"{domain}-{rest}"
+
+
+def available() -> list[str]:
+    """Names of the shipped models, e.g. ``["toy/gmm"]``."""
+    folder = _checkpoint_folder()
+    if not folder.is_dir():
+        return []
+    stems = [p.name[: -len(".pt")] for p in folder.iterdir() if p.name.endswith(".pt")]
+    return sorted(s.replace("-", "/", 1) for s in stems if "-" in s)
+
+
+def shipped_checkpoint(name: str):
+    """The package resource of a shipped model's checkpoint (a Traversable)."""
+    if name not in available():
+        shipped = ", ".join(available()) or "none"
+        raise UnknownNameError(f"no shipped model named {name!r}; shipped models: {shipped}")
+    return _checkpoint_folder() / f"{_file_name(name)}.pt"
+
+
+def model_card(name: str) -> str | None:
+    """The markdown model card of a shipped model, or None."""
+    card = _checkpoint_folder() / f"{_file_name(name)}.md"
+    return card.read_text() if card.is_file() else None
+
+
+def read_checkpoint(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
+    """Load the checkpoint of a shipped name, a file or a run folder; returns (dict, where)."""
+    from sciogen.train.checkpoint import load_checkpoint, resolve_checkpoint
+
+    path = Path(name_or_path)
+    if path.exists():
+        resolved = resolve_checkpoint(path)
+        return load_checkpoint(resolved), str(resolved)
+    if str(name_or_path) not in available():
+        shipped = ", ".join(available()) or "none"
+        raise UnknownNameError(
+            f"{str(name_or_path)!r} is neither a checkpoint file, a run folder nor a shipped model "
+            f"(shipped models: {shipped})"
+        )
+    with ExitStack() as stack:
+        file = stack.enter_context(importlib.resources.as_file(shipped_checkpoint(str(name_or_path))))
+        return load_checkpoint(file), str(name_or_path)
+
+
+def load(name_or_path: str | Path, device: str = "auto") -> "Generator":
+    """A ready-to-sample generator of the right domain.
+
+    Args:
+        name_or_path: a shipped model name (``sciogen.available()``), a checkpoint file or a
+            run folder (its latest checkpoint).
+        device: ``"auto"`` (GPU if present), ``"cpu"``, ``"cuda:1"``, ...
+    """
+    checkpoint, _ = read_checkpoint(name_or_path)
+    generator_cls = get_domain(str(checkpoint.get("domain"))).generator_class()
+    return generator_cls.from_checkpoint(checkpoint, device=device)
+
+
+# -- configs ------------------------------------------------------------------------------------
+
+
+def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> "RunConfig":
+    """Read a training YAML, apply ``key=value`` overrides and build its domain's config."""
+    from sciogen.train.config import ConfigError, apply_overrides, from_dict, load_yaml
+
+    data = apply_overrides(load_yaml(path), overrides)
+    domain = data.get("domain")
+    if not domain:
+        known = ", ".join(s.name for s in domains())
+        raise ConfigError(f"{path} has no 'domain' key; set it to one of: {known}")
+    return from_dict(get_domain(str(domain)).generator_class().config_class, data)
+
+
+# -- the built-in domains (one line each; imported only when used) ---------------------------------
+
+register_domain(DomainSpec(
+    name="toy", module="sciogen.toy", generator="VectorGenerator", extra=None,
+    description="vectors in R^d (Gaussian mixtures, user arrays): the core's demo domain",
+    demo="sciogen.toy.demo:run_demo",
+))
+register_domain(DomainSpec(
+    name="timeseries", module="sciogen.timeseries", generator="TimeSeriesGenerator", extra="timeseries",
+    description="time series (TSDiff): generation, forecasting and imputation",
+    demo="sciogen.timeseries.demo:run_demo",
+))
+register_domain(DomainSpec(
+    name="deformation", module="sciogen.deformation", generator="DeformationGenerator", extra="volumes",
+    description="random folding-free deformations of images and labels (DRDM-style), MONAI transforms",
+    demo="sciogen.deformation.demo:run_demo",
+))

@@ -1,0 +1,182 @@
+"""Checkpoints: plain dictionaries of tensors and primitive values, written atomically.
+
+A sciogen checkpoint is a ``dict`` with these keys::
+
+    format            "sciogen-checkpoint"
+    format_version    1
+    sciogen_version   the package version that wrote it
+    domain            the domain's registered name, e.g. "toy"
+    config            the resolved run config as a plain dict (model config included)
+    metadata          domain metadata (tensors and plain values), e.g. data statistics
+    model             the network's state_dict
+    ema               the EMA weights' state_dict (used for sampling), or None
+    trainer           (training checkpoints only) step, optimizer, scheduler, scaler,
+                      EMA counter, RNG states per rank and data position
+
+Everything in it is a tensor, ``int``, ``float``, ``bool``, ``str``, ``None``, or a
+list / tuple / dict of those, so it loads with ``torch.load(..., weights_only=True)``:
+loading never runs code. :func:`load_checkpoint` refuses any file that would.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+__all__ = [
+    "CheckpointError",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "save_checkpoint",
+    "load_checkpoint",
+    "check_plain",
+    "checkpoint_path",
+    "list_checkpoints",
+    "latest_checkpoint",
+    "prune_checkpoints",
+    "resolve_checkpoint",
+    "export_checkpoint",
+]
+
+FORMAT = "sciogen-checkpoint"
+FORMAT_VERSION = 1
+_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+_PRIMITIVES = (bool, int, float, str, type(None))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written or read safely, or is not a sciogen checkpoint."""
+
+
+def check_plain(value: Any, key: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` unless ``value`` holds only tensors and plain values."""
+    if isinstance(value, torch.Tensor) or isinstance(value, _PRIMITIVES):
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise CheckpointError(f"{key} has a key of type {type(k).__name__} ({k!r}); use str or int keys")
+            check_plain(v, f"{key}[{k!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_plain(v, f"{key}[{i}]")
+        return
+    raise CheckpointError(
+        f"{key} is a {type(value).__module__}.{type(value).__name__}; a checkpoint may hold only "
+        "tensors, numbers, strings, booleans, None and lists/dicts of them (convert it first)"
+    )
+
+
+def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, rename).
+
+    A reader never sees a half-written file, even if the process is killed mid-write.
+    """
+    check_plain(checkpoint)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # same folder: rename is atomic
+    try:
+        with open(tmp, "xb") as handle:  # created with the usual umask permissions
+            torch.save(dict(checkpoint), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a sciogen checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises :class:`CheckpointError` when the file would execute code or build arbitrary
+    objects when unpickled, or when it is not a sciogen checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"refused to load {path}: it is not a plain checkpoint of tensors and values and "
+            f"would run code or build objects when unpickled ({reason}). sciogen never executes "
+            "code from checkpoint files; re-save it with sciogen from a trusted source."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"cannot read {path} as a checkpoint: {err}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a sciogen checkpoint (no format={FORMAT!r} entry)")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {data['format_version']}, newer than this sciogen "
+            f"understands ({FORMAT_VERSION}); upgrade sciogen"
+        )
+    return data
+
+
+# -- the checkpoints of a run folder -------------------------------------------------------
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """``run_dir/checkpoints/step-00001000.pt``."""
+    return Path(run_dir) / "checkpoints" / f"step-{int(step):08d}.pt"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of the run's checkpoints, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint with the highest step in ``run_dir``, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints; returns the deleted paths."""
+    found = list_checkpoints(run_dir)
+    doomed = [p for _, p in found[: max(len(found) - keep_last, 0)]]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise FileNotFoundError(f"{path} is a folder without checkpoints (expected {path}/checkpoints/step-*.pt)")
+        return latest
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint file or run folder at {path}")
+    return path
+
+
+def export_checkpoint(source: str | Path, destination: str | Path) -> Path:
+    """Copy a training checkpoint (or a run folder's latest) without its trainer state.
+
+    The result holds the config, metadata, weights and EMA weights only: what
+    :func:`sciogen.load` needs, a fraction of the size (no optimizer moments).
+    """
+    checkpoint = load_checkpoint(resolve_checkpoint(source))
+    trainer = checkpoint.pop("trainer", None) or {}
+    checkpoint.setdefault("metadata", {})["trained_steps"] = int(trainer.get("step", 0))
+    return save_checkpoint(checkpoint, destination)

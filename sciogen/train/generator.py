@@ -1,0 +1,295 @@
+"""The base class of every domain's generator: the same verbs in every domain.
+
+A domain generator binds its representation, diffusion process, network and solver
+behind ``fit / sample / evaluate / save / load``::
+
+    gen = VectorGenerator(ToyConfig())          # any domain: same verbs
+    gen.fit(data)                              # trains with sciogen.train.Trainer
+    x = gen.sample(1000, steps=20, seed=0)     # EMA weights, chunked, reproducible
+    gen.evaluate(x)                            # the domain's metrics, a dict of floats
+    gen.save("model.pt"); gen = VectorGenerator.load("model.pt")
+
+What a domain implements (abstract): :meth:`build_model`, :meth:`training_data`,
+:meth:`loss`, :meth:`sample_batch`, :meth:`evaluate_samples`, :meth:`write_samples`,
+:meth:`read_samples`. Optional hooks: :meth:`metadata` / :meth:`load_metadata` (what the
+checkpoint must remember besides the weights, e.g. normalisation), :meth:`collate`,
+:meth:`validation`, :meth:`reference_data`, :meth:`add_sample_arguments` (CLI options
+that become sampling conditions) and :meth:`merge_samples`.
+
+Sampling draws ``n`` samples in chunks of ``batch_size``; chunk ``i`` uses its own
+generator seeded by ``(seed, i)``. Under ``torchrun`` the chunks are dealt round-robin to
+the processes and gathered back in order, so the output is the same on one process or
+many for the same seed and batch size.
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import copy
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
+
+import torch
+from torch import nn
+
+from . import distributed
+from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .config import ConfigError, RunConfig, SamplingConfig, from_dict, to_dict
+from .seeding import derive_seed, make_generator
+from .trainer import Trainer, ValidateFn
+
+__all__ = ["Generator"]
+
+G = TypeVar("G", bound="Generator")
+
+
+class Generator(abc.ABC):
+    """Base of the domain generators (see the module docstring).
+
+    Class attributes a domain sets:
+        domain: its registered name, e.g. ``"toy"``.
+        config_class: its run config, a dataclass deriving from :class:`RunConfig` (with a
+            ``sampling`` section of type :class:`SamplingConfig` when it uses the defaults
+            of :meth:`sample`).
+
+    Attributes:
+        config: the run config.
+        model: the network being trained.
+        ema_model: the EMA copy used for sampling once trained or loaded (None before).
+        trained_steps: optimizer steps behind the current weights.
+    """
+
+    domain: ClassVar[str] = ""
+    config_class: ClassVar[type[RunConfig]] = RunConfig
+
+    def __init__(self, config: RunConfig | None = None):
+        config = self.config_class() if config is None else config
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
+        if config.domain not in ("", self.domain):
+            raise ConfigError(f"config is for domain {config.domain!r}, not {self.domain!r}")
+        config.domain = self.domain
+        self.config = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.train.seed)
+            self.model = self.build_model()
+        self.ema_model: nn.Module | None = None
+        self.trained_steps = 0
+
+    # -- what a domain implements ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def build_model(self) -> nn.Module:
+        """The untrained network described by ``self.config``."""
+
+    @abc.abstractmethod
+    def training_data(self, data: Any = None) -> torch.utils.data.Dataset | torch.Tensor:
+        """The training set: from ``data`` if given (domain objects, arrays, a path), else
+        from ``self.config``. May set statistics that :meth:`metadata` then returns."""
+
+    @abc.abstractmethod
+    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
+        """Per-sample training losses (B,) of one batch; ``generator`` is the only randomness."""
+
+    @abc.abstractmethod
+    def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str, **conditions) -> Any:
+        """``n`` samples from ``model`` (a list of domain objects or a tensor with n rows)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def evaluate_samples(cls, samples: Any, reference: Any = None) -> dict[str, float]:
+        """The domain's quality metrics of ``samples`` against ``reference``.
+
+        ``reference`` may be domain data, None (the domain's default) or, from
+        ``sciogen evaluate --reference``, a string: a file path or a dataset name.
+        """
+
+    @classmethod
+    @abc.abstractmethod
+    def write_samples(cls, samples: Any, path: str | Path) -> Path:
+        """Write samples to a file whose format follows the suffix (e.g. .csv, .sdf, .cif)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def read_samples(cls, path: str | Path) -> Any:
+        """Read samples written by :meth:`write_samples` (or the domain's usual files)."""
+
+    # -- optional hooks ----------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """Domain state saved in checkpoints besides weights (tensors and plain values)."""
+        return {}
+
+    def load_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Restore what :meth:`metadata` returned."""
+
+    def collate(self) -> Callable[[list], Any] | None:
+        """How to merge dataset items into a batch (None: stack tensors)."""
+        return None
+
+    def validation(self) -> ValidateFn | None:
+        """A callback ``(model, step) -> metrics`` run every ``train.validate_every`` steps."""
+        return None
+
+    def reference_data(self) -> Any:
+        """Default reference of :meth:`evaluate` (e.g. held-out data); None if there is none."""
+        return None
+
+    @classmethod
+    def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add the domain's ``sciogen sample`` options; their values become ``**conditions``."""
+
+    @staticmethod
+    def merge_samples(chunks: Sequence[Any]) -> Any:
+        """Concatenate sampled chunks: tensors along dim 0, anything else as one list."""
+        if chunks and all(isinstance(c, torch.Tensor) for c in chunks):
+            return torch.cat(list(chunks))
+        return [item for chunk in chunks for item in chunk]
+
+    # -- the shared verbs ----------------------------------------------------------------------
+
+    @property
+    def sampling_model(self) -> nn.Module:
+        """The EMA weights when available, else the trained weights."""
+        return self.ema_model if self.ema_model is not None else self.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self: G, device: str | torch.device) -> G:
+        """Move the networks to ``device`` (``"auto"``: the GPU of this process if any)."""
+        device = distributed.resolve_device(device)
+        self.model.to(device)
+        if self.ema_model is not None:
+            self.ema_model.to(device)
+        return self
+
+    def fit(self: G, data: Any = None, *, run_dir: str | Path | None = None, resume: bool | str | Path = False,
+            validate: bool = True, **train_options) -> G:
+        """Train on ``data`` (or the configured data); returns ``self``.
+
+        Args:
+            data: training data in the domain's form; None reads ``config.data``.
+            run_dir: folder for checkpoints and metrics (default ``config.train.run_dir``).
+            resume: True continues the run folder's latest checkpoint; a path, that one.
+            validate: run the domain's validation callback every ``train.validate_every`` steps.
+            **train_options: overrides of :class:`TrainConfig` fields, e.g. ``steps=500``.
+        """
+        if train_options:
+            self.config.train = _replace(self.config.train, train_options, "train")
+        dataset = self.training_data(data)
+        trainer = Trainer(
+            self.model, self.loss, dataset, self.config.train, run_dir=run_dir, collate_fn=self.collate(),
+            validate=self.validation() if validate else None, header=self._header,
+        )
+        trainer.fit(resume=resume)
+        self.ema_model = trainer.ema.module if trainer.ema is not None else None
+        self.trained_steps = trainer.step
+        return self
+
+    def _sampling_defaults(self) -> SamplingConfig:
+        sampling = getattr(self.config, "sampling", None)
+        return sampling if isinstance(sampling, SamplingConfig) else SamplingConfig()
+
+    @torch.no_grad()
+    def sample(self, n: int, *, steps: int | None = None, solver: str | None = None, seed: int | None = None,
+               batch_size: int | None = None, **conditions) -> Any:
+        """Draw ``n`` samples with the EMA weights.
+
+        Args:
+            n: number of samples.
+            steps, solver: solver options (defaults: ``config.sampling``).
+            seed: makes the result reproducible; None draws a fresh seed.
+            batch_size: samples per chunk (default ``config.sampling.batch_size``); the
+                result for a seed depends on it, not on the number of processes.
+            **conditions: domain conditions passed to :meth:`sample_batch`.
+
+        Returns:
+            The merged samples (see :meth:`merge_samples`), tensors on the CPU.
+        """
+        if int(n) < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        defaults = self._sampling_defaults()
+        steps, solver = steps or defaults.steps, solver or defaults.solver
+        batch_size = batch_size or defaults.batch_size
+        if seed is None:
+            seed = distributed.broadcast_object(int(torch.randint(2**62, ()).item()))
+        sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+        info = distributed.info(self.device)
+        mine = {i: self._sample_chunk(i, sizes[i], seed, steps, solver, conditions)
+                for i in range(info.rank, len(sizes), info.world_size)}
+        gathered: dict[int, Any] = {}
+        for part in distributed.all_gather_objects(mine):
+            gathered.update(part)
+        return self.merge_samples([gathered[i] for i in range(len(sizes))])
+
+    def _sample_chunk(self, index: int, size: int, seed: int, steps: int, solver: str, conditions: dict) -> Any:
+        model = self.sampling_model.eval()
+        generator = make_generator(derive_seed(seed, index), self.device)
+        return _to_cpu(self.sample_batch(model, size, generator=generator, steps=steps, solver=solver, **conditions))
+
+    def evaluate(self, samples: Any, reference: Any = None) -> dict[str, float]:
+        """The domain's metrics of ``samples`` (reference default: :meth:`reference_data`)."""
+        return self.evaluate_samples(samples, reference if reference is not None else self.reference_data())
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def _header(self) -> dict[str, Any]:
+        return {"domain": self.domain, "config": to_dict(self.config), "metadata": self.metadata()}
+
+    def checkpoint(self) -> dict[str, Any]:
+        """A plain checkpoint dict for sampling (no trainer state)."""
+        from sciogen import __version__
+
+        header = self._header()
+        header["metadata"] = {**header["metadata"], "trained_steps": self.trained_steps}
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "sciogen_version": __version__, **header,
+            "model": self.model.state_dict(),
+            "ema": self.ema_model.state_dict() if self.ema_model is not None else None,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the generator (config, metadata, weights, EMA weights) to ``path``."""
+        return save_checkpoint(self.checkpoint(), path)
+
+    @classmethod
+    def load(cls: type[G], path: str | Path, device: str | torch.device = "auto") -> G:
+        """Load a checkpoint file or a run folder's latest checkpoint."""
+        return cls.from_checkpoint(load_checkpoint(resolve_checkpoint(path)), device=device)
+
+    @classmethod
+    def from_checkpoint(cls: type[G], checkpoint: Mapping[str, Any], device: str | torch.device = "auto") -> G:
+        """Build the generator from a loaded checkpoint dict."""
+        if checkpoint.get("domain") != cls.domain:
+            raise CheckpointError(
+                f"the checkpoint is for domain {checkpoint.get('domain')!r}, not {cls.domain!r}; "
+                "use sciogen.load(...) to get the right generator"
+            )
+        generator = cls(from_dict(cls.config_class, checkpoint["config"]))
+        generator.load_metadata(checkpoint.get("metadata") or {})
+        generator.model.load_state_dict(checkpoint["model"])
+        if checkpoint.get("ema") is not None:
+            generator.ema_model = copy.deepcopy(generator.model).eval().requires_grad_(False)
+            generator.ema_model.load_state_dict(checkpoint["ema"])
+        trainer_state = checkpoint.get("trainer") or {}
+        generator.trained_steps = int(trainer_state.get("step", (checkpoint.get("metadata") or {}).get("trained_steps", 0)))
+        return generator.to(device)
+
+
+def _replace(config: Any, options: Mapping[str, Any], section: str) -> Any:
+    """``dataclasses.replace`` with the same checks as a YAML config."""
+    data = {**to_dict(config), **options}
+    return from_dict(type(config), data, prefix=section + ".")
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, Mapping):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
