@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 import torch
 
 from .categorical import CategoricalProcess
-from .common import masked_mean, stratified_times
+from .common import stratified_times
 from .gaussian import GaussianProcess
 from .solvers import _check
 from .torus import WrappedNormalProcess
@@ -98,8 +98,7 @@ class JointProcess:
             elif isinstance(proc, CategoricalProcess):
                 parts[name] = proc.loss(pred[name], x0[name], mask=mask)
             else:
-                target = proc.target(x0[name], x_t[name], times[name])
-                parts[name] = masked_mean((pred[name] - target) ** 2, mask)
+                parts[name] = proc.prediction_loss(pred[name], x0[name], x_t[name], times[name], mask)
         total = sum(self.weights[name] * part for name, part in parts.items())
         return total, parts
 

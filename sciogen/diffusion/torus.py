@@ -250,7 +250,10 @@ class WrappedNormalProcess:
         if t is None:
             t = self.sample_time(x0.shape[0], generator=generator, device=x0.device)
         x_t, _ = self.noise(x0, t, generator=generator)
-        pred = model(x_t, t, **cond)
+        return self.prediction_loss(model(x_t, t, **cond), x0, x_t, t, mask)
+
+    def prediction_loss(self, pred, x0, x_t, t, mask=None) -> torch.Tensor:
+        """Per-sample squared error of a normalised-score prediction made at (x_t, t); (B,)."""
         if pred.shape != x0.shape:
             raise ValueError(f"model output has shape {tuple(pred.shape)}, expected {tuple(x0.shape)}")
         return masked_mean((pred - self.target(x0, x_t, t)) ** 2, mask)
