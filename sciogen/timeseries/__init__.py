@@ -1,0 +1,40 @@
+"""Time series: TSDiff (Kollovieh et al. 2023) — an unconditional diffusion model of series
+windows, with forecasting and imputation by observation self-guidance.
+
+- representation (``data.py``): :class:`Series`, frequencies (seasonality, lags), pandas in/out;
+- ``datasets.py``: GluonTS-format folders and archives, ``exchange_rate_nips``, LSTNet files;
+- ``features.py``: context normalisation and lag channels;
+- ``network.py``: the TSDiff denoiser with bidirectional S4D layers;
+- ``forecast.py``: guided sampling (TSDiff-Q / TSDiff-MS, DDPM / DDIM);
+- :class:`TimeSeriesGenerator` (``generator.py``): fit / sample / forecast / impute / save / load;
+- ``metrics.py``: GluonTS's Evaluator metrics (CRPS as mean_wQuantileLoss, ND, NRMSE, MASE);
+- ``baselines.py``: Seasonal Naive and a ridge forecaster;
+- ``plots.py``: fan charts; ``demo.py``: ``sciogen demo``.
+"""
+
+from .config import TimeSeriesConfig, TSDataConfig, TSDiffusionConfig, TSGuidanceConfig, TSModelConfig
+from .data import (
+    NonMonotonicIndexError,
+    Series,
+    SeriesTooShortError,
+    TimeSeriesError,
+    UnknownFrequencyError,
+    from_pandas,
+    lags_for_freq,
+    rolling_windows,
+    seasonality,
+    split_past_future,
+    to_pandas,
+)
+from .datasets import GluonTSDataset, load_exchange_rate_nips, read_gluonts, read_lstnet
+from .generator import TimeSeriesGenerator
+from .metrics import evaluate, evaluate_dataset
+from .network import TSDiffDenoiser
+
+__all__ = [
+    "Series", "TimeSeriesError", "UnknownFrequencyError", "NonMonotonicIndexError", "SeriesTooShortError",
+    "from_pandas", "to_pandas", "seasonality", "lags_for_freq", "rolling_windows", "split_past_future",
+    "GluonTSDataset", "read_gluonts", "load_exchange_rate_nips", "read_lstnet",
+    "TimeSeriesConfig", "TSDataConfig", "TSModelConfig", "TSDiffusionConfig", "TSGuidanceConfig",
+    "TimeSeriesGenerator", "TSDiffDenoiser", "evaluate", "evaluate_dataset",
+]

@@ -1,0 +1,479 @@
+"""``TimeSeriesGenerator``: TSDiff behind the generator verbs, plus forecast and impute.
+
+    >>> import sciogen
+    >>> gen = sciogen.load("timeseries/exchange_rate")            # doctest: +SKIP
+    >>> paths = gen.forecast(context, prediction_length=30, num_samples=100)   # (100, 30)
+    >>> table = gen.forecast_frame(series, 30)                  # quantiles, time index
+    >>> filled = gen.impute(series_with_nans, num_samples=50)   # (50, len(series))
+    >>> synthetic = gen.sample(16, length=390)                  # (16, 390)
+
+Training (:meth:`fit`) draws windows of ``max_lag + context + prediction`` values, normalises
+each by its context, adds the lag channels and minimises the DDPM noise-prediction loss
+on the observed entries (unconditional: no part of the window is special during training).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from sciogen.diffusion import DiscreteSchedule, GaussianProcess
+from sciogen.train.generator import Generator
+
+from .config import TimeSeriesConfig
+from .data import Series, SeriesTooShortError, from_pandas, lags_for_freq, normalize_freq
+from .datasets import GluonTSDataset, read_gluonts
+from .features import WindowDataset, context_stats, make_state
+from .forecast import forecast_samples, guided_sample, unnormalize
+from .network import TSDiffDenoiser
+
+__all__ = ["TimeSeriesGenerator"]
+
+_STATS_KEPT = 512
+
+
+class TimeSeriesGenerator(Generator):
+    """Generates, forecasts and imputes univariate series. Domain ``"timeseries"``.
+
+    ``fit(data)`` accepts a GluonTS folder path, a :class:`GluonTSDataset`, a list of
+    :class:`Series`, or pandas (Series, wide or long DataFrame); with no data it reads
+    ``config.data.path``.
+    """
+
+    domain = "timeseries"
+    config_class = TimeSeriesConfig
+
+    def __init__(self, config: TimeSeriesConfig | None = None):
+        config = TimeSeriesConfig() if config is None else config
+        self._train_series: list[Series] | None = None
+        if config.data.path is not None and not self._resolved(config):
+            self._train_series = self._resolve(config, self._read(config.data.path, config))
+        super().__init__(config)
+        # normalisation statistics of training windows, used to put unconditional samples in data units
+        self.window_stats = torch.tensor([[0.0, 1.0]])
+        self._example: dict[str, Any] | None = None
+
+    # -- data and settings -------------------------------------------------------------------
+
+    @staticmethod
+    def _resolved(config: TimeSeriesConfig) -> bool:
+        d = config.data
+        return None not in (d.freq, d.prediction_length, d.context_length, d.lags)
+
+    @staticmethod
+    def _read(data: Any, config: TimeSeriesConfig) -> GluonTSDataset | list[Series]:
+        if isinstance(data, (str, Path)):
+            path = Path(data)
+            if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
+                return _read_tar(path, config.data.prediction_length)
+            return read_gluonts(path, freq=config.data.freq, prediction_length=config.data.prediction_length)
+        if isinstance(data, GluonTSDataset):
+            return data
+        if isinstance(data, Series):
+            return [data]
+        if isinstance(data, (list, tuple)) and all(isinstance(s, Series) for s in data):
+            return list(data)
+        return from_pandas(data, config.data.freq)
+
+    @staticmethod
+    def _resolve(config: TimeSeriesConfig, data: GluonTSDataset | list[Series]) -> list[Series]:
+        """Fill the data-dependent settings (module docstring of config.py); returns the training series."""
+        d = config.data
+        if isinstance(data, GluonTSDataset):
+            series, freq, horizon = data.train, data.freq, data.prediction_length
+        else:
+            series, freq, horizon = data, data[0].freq if data else None, None
+        if not series:
+            raise ValueError("no training series")
+        d.freq = normalize_freq(d.freq or freq)
+        d.prediction_length = d.prediction_length or horizon
+        if d.prediction_length is None:
+            raise ValueError("data.prediction_length is not set and the data has no metadata giving it; set it in the config")
+        longest = max(len(s) for s in series) - d.holdout_windows * d.prediction_length
+        if d.context_length is None:
+            d.context_length = max(1, min(d.context_multiple * d.prediction_length, longest - d.prediction_length))
+        if longest < d.context_length + d.prediction_length:
+            raise SeriesTooShortError(
+                f"the longest training series has {longest} usable values, fewer than context + prediction = "
+                f"{d.context_length} + {d.prediction_length}; lower data.context_length"
+            )
+        if d.lags is None:
+            d.lags = [lag for lag in lags_for_freq(d.freq) if lag + d.context_length + d.prediction_length <= longest]
+        return list(series)
+
+    def _ensure_resolved(self, data: Any) -> list[Series]:
+        if data is None and self._train_series is not None:
+            return self._train_series
+        source = data if data is not None else self.config.data.path
+        if source is None:
+            raise ValueError("no training data: pass data to fit() or set data.path in the config")
+        read = self._read(source, self.config)
+        channels_before = self.channels
+        series = self._resolve(self.config, read)
+        if self.channels != channels_before:  # lags first known from this data: rebuild the network
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.train.seed)
+                self.model = self.build_model()
+        return series
+
+    @property
+    def channels(self) -> int:
+        lags = self.lags
+        return 1 + len(lags)
+
+    @property
+    def lags(self) -> list[int]:
+        d = self.config.data
+        if d.lags is not None:
+            return list(d.lags)
+        return lags_for_freq(d.freq) if d.freq else []
+
+    @property
+    def max_lag(self) -> int:
+        return max(self.lags) if self.lags else 0
+
+    @property
+    def context_length(self) -> int:
+        return int(self.config.data.context_length or 0)
+
+    @property
+    def prediction_length(self) -> int:
+        return int(self.config.data.prediction_length or 0)
+
+    @property
+    def schedule(self) -> DiscreteSchedule:
+        c = self.config.diffusion
+        return DiscreteSchedule.linear(c.num_steps, c.beta_start, c.beta_end)
+
+    @property
+    def process(self) -> GaussianProcess:
+        return GaussianProcess(self.schedule, "eps")
+
+    # -- the Generator contract ------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        m = self.config.model
+        return TSDiffDenoiser(self.channels, hidden=m.hidden, blocks=m.blocks, state=m.state, step_dim=m.step_dim,
+                              num_steps=self.config.diffusion.num_steps, input_skip=m.input_skip, dropout=m.dropout)
+
+    def training_data(self, data: Any = None) -> WindowDataset:
+        d = self.config.data
+        series = self._ensure_resolved(data)
+        cut = d.holdout_windows * d.prediction_length
+        if cut:
+            series = [s.slice(len(s) - cut) for s in series if len(s) > cut]
+        dataset = WindowDataset(series, d.context_length, d.prediction_length, self.max_lag, d.min_observed)
+        self.window_stats = self._window_stats(dataset)
+        return dataset
+
+    def _window_stats(self, dataset: WindowDataset) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.config.train.seed)
+        idx = torch.randperm(len(dataset), generator=g)[:_STATS_KEPT]
+        windows = torch.stack([dataset[int(i)] for i in idx]).double()
+        start = self.max_lag if self.config.data.normalization == "mean" else 0
+        loc, scale = context_stats(windows[:, start : self.max_lag + self.context_length], self.config.data.normalization)
+        return torch.stack([loc, scale], dim=1).float()
+
+    def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        d = self.config.data
+        x0, mask, _, _ = make_state(batch.double(), self.lags, d.context_length, d.prediction_length, d.normalization)
+        n = self.config.diffusion.num_steps
+        k = torch.randint(0, n, (x0.shape[0],), generator=generator, device=generator.device).to(x0.device)
+        t = (k.float() + 1.0) / n  # TSDiff trains on the discrete steps
+        return self.process.loss(model, x0, t, mask=mask, generator=generator)
+
+    def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
+                     length: int | None = None, normalized: bool = False, **conditions) -> torch.Tensor:
+        """``n`` synthetic series of ``length`` steps (default context + prediction), (n, length).
+
+        Unconditional TSDiff samples are normalised windows; unless ``normalized``, each is
+        put in data units with the (location, scale) of a random training window.
+        """
+        if conditions:
+            raise ValueError(f"unknown sampling conditions {sorted(conditions)}; the timeseries domain takes length=")
+        if solver not in ("ddpm", "ddim"):
+            raise ValueError(f"the timeseries domain samples with solver 'ddpm' or 'ddim', got {solver!r}")
+        length = int(length or (self.context_length + self.prediction_length))
+        device = next(model.parameters()).device
+        empty = torch.zeros(n, length, self.channels, device=device)
+        x = guided_sample(model, empty, empty, schedule=self.schedule, solver=solver, steps=steps, scale=0.0,
+                          generator=generator)[..., 0].float()
+        if normalized:
+            return x
+        pick = torch.randint(0, self.window_stats.shape[0], (n,), generator=generator, device=generator.device)
+        stats = self.window_stats.to(device)[pick.to(device)]
+        return unnormalize(x, stats[:, 0], stats[:, 1])
+
+    def metadata(self) -> dict[str, Any]:
+        out = {"window_stats": self.window_stats.clone()}
+        if self._example is not None:
+            out["example_pasts"] = torch.as_tensor(np.stack(self._example["pasts"]), dtype=torch.float32)
+            out["example_truth"] = torch.as_tensor(self._example["truth"], dtype=torch.float32)
+        return out
+
+    def load_metadata(self, metadata) -> None:
+        if "window_stats" in metadata:
+            self.window_stats = metadata["window_stats"].float()
+        if "example_pasts" in metadata:
+            self._example = {"pasts": list(metadata["example_pasts"].double().numpy()),
+                             "truth": metadata["example_truth"].double().numpy()}
+
+    @property
+    def example(self) -> dict[str, Any] | None:
+        """An example forecasting window kept in the checkpoint (``pasts``: B arrays,
+        ``truth``: (B, H)), or None."""
+        return self._example
+
+    def set_example(self, pasts: Sequence[np.ndarray], truth: np.ndarray) -> None:
+        """Keep an example window in the checkpoint: the last ``max_lag + context_length``
+        values of each past (NaN-padded) and the truth (B, H)."""
+        need = self.max_lag + self.context_length
+        rows = []
+        for p in pasts:
+            p = np.asarray(p, dtype=np.float64)[-need:]
+            rows.append(np.concatenate([np.full(need - len(p), np.nan), p]))
+        self._example = {"pasts": rows, "truth": np.asarray(truth, dtype=np.float64)}
+
+    @classmethod
+    def evaluate_samples(cls, samples: Any, reference: Any = None) -> dict[str, float]:
+        """GluonTS metrics of forecast sample paths (B, S, H) against the truth; see
+        :func:`sciogen.timeseries.metrics.evaluate`.
+
+        ``reference``: the truth as an array (B, H) / (H,), a truth CSV
+        (:func:`sciogen.timeseries.io.read_truth`), or a dict with ``truth`` and, for MASE,
+        ``past`` and ``freq``.
+        """
+        from .io import read_truth
+        from .metrics import evaluate
+
+        if reference is None:
+            raise ValueError("evaluating forecasts needs the true values: pass the truth file (--reference truth.csv)")
+        samples = np.asarray(samples, dtype=np.float64)
+        if isinstance(reference, (str, Path)):
+            reference = read_truth(reference)
+        if isinstance(reference, dict):
+            return evaluate(samples, reference["truth"], past=reference.get("past"), freq=reference.get("freq"))
+        truth = np.asarray(reference, dtype=np.float64)
+        if samples.ndim == 3 and truth.ndim == 1:
+            truth = truth[None]
+        if samples.ndim == 3 and truth.ndim == 2 and truth.shape[-1] != samples.shape[-1]:
+            raise ValueError(f"the truth has {truth.shape[-1]} steps per series, the forecast {samples.shape[-1]}")
+        return evaluate(samples, truth)
+
+    @classmethod
+    def add_sample_arguments(cls, parser) -> None:
+        parser.add_argument("--context", help="CSV of past values (a time column and one column per series, "
+                            "or value columns); with it, -n is the number of forecast paths per series")
+        parser.add_argument("--horizon", type=int, help="forecast length (default: the model's prediction length)")
+        parser.add_argument("--length", type=int, help="length of unconditional synthetic series")
+
+    def sample(self, n: int, length: int | None = None, *, steps: int | None = None, solver: str | None = None,
+               seed: int | None = None, batch_size: int | None = None, context: Any = None, horizon: int | None = None,
+               **conditions) -> Any:
+        """``n`` synthetic series of ``length`` steps, a tensor (n, length) in data units (see
+        :meth:`sample_batch`); or, with ``context`` (values or a context CSV path), ``n``
+        forecast paths per series from :meth:`forecast`: (n, horizon) for one series,
+        (B, n, horizon) for several."""
+        if context is None:
+            if horizon is not None:
+                raise ValueError("--horizon needs --context (the past to forecast from)")
+            return super().sample(n, steps=steps, solver=solver, seed=seed, batch_size=batch_size, length=length,
+                                  **conditions)
+        if length is not None:
+            raise ValueError("give either a context (forecast) or a length (synthetic series), not both")
+        if isinstance(context, (str, Path)):
+            from .io import read_context
+
+            context = read_context(context, self.config.data.freq)
+            context = context[0] if len(context) == 1 else context
+        opts = {k: v for k, v in (("steps", steps), ("solver", solver), ("batch_size", batch_size)) if v is not None}
+        return self.forecast(context, horizon, n, seed=seed, **opts)
+
+    @classmethod
+    def write_samples(cls, samples: Any, path: str | Path) -> Path:
+        from .io import write_forecast
+
+        return write_forecast(samples, path)
+
+    @classmethod
+    def read_samples(cls, path: str | Path) -> Any:
+        from .io import read_forecast
+
+        return read_forecast(path)
+
+    # -- forecasting and imputation ----------------------------------------------------------------
+
+    def _guidance(self, **overrides) -> dict[str, Any]:
+        g = self.config.guidance
+        opts = {"solver": g.solver, "steps": g.steps, "scale": g.scale, "loss": g.loss, "eta": g.eta,
+                "batch_size": g.batch_size}
+        opts.update({k: v for k, v in overrides.items() if v is not None})
+        return opts
+
+    def _pasts(self, context: Any) -> tuple[list[np.ndarray], bool, list[Series] | None]:
+        """Contexts as arrays; returns (pasts, single, series-or-None)."""
+        if isinstance(context, Series):
+            return [context.target], True, [context]
+        if isinstance(context, (list, tuple)) and context and all(isinstance(s, Series) for s in context):
+            return [s.target for s in context], False, list(context)
+        try:
+            import pandas as pd
+
+            if isinstance(context, (pd.Series, pd.DataFrame)):
+                if not isinstance(context.index, (pd.DatetimeIndex, pd.PeriodIndex)):  # no time stamps: values only
+                    values = context.to_numpy(np.float64)
+                    return ([values], True, None) if values.ndim == 1 else (list(values.T), False, None)
+                series = from_pandas(context)
+                return [s.target for s in series], isinstance(context, pd.Series), series
+        except ImportError:  # pragma: no cover
+            pass
+        if isinstance(context, (list, tuple)) and context and all(np.ndim(c) == 1 for c in context):
+            return [np.asarray(c, dtype=np.float64) for c in context], False, None  # ragged pasts
+        arr = np.asarray(context, dtype=np.float64)
+        if arr.ndim == 1:
+            return [arr], True, None
+        if arr.ndim == 2:
+            return list(arr), False, None
+        raise ValueError(f"context must be one series (T,) or several (B, T), got shape {arr.shape}")
+
+    def _check_context(self, pasts: Sequence[np.ndarray]) -> None:
+        for i, p in enumerate(pasts):
+            if len(p) < self.context_length:
+                raise SeriesTooShortError(
+                    f"context {i} has {len(p)} values; this model needs at least its context length "
+                    f"{self.context_length} (missing values may be NaN)"
+                )
+            if np.isnan(p[-self.context_length :]).all():
+                raise ValueError(f"context {i}: all of its last {self.context_length} values are missing")
+
+    @torch.no_grad()
+    def forecast(self, context: Any, prediction_length: int | None = None, num_samples: int | None = None, *,
+                 seed: int | None = None, **guidance) -> np.ndarray:
+        """Sample paths of the future of ``context`` in the units of the context.
+
+        Args:
+            context: one series (array (T,), ``pd.Series``, :class:`Series`) or several
+                (array (B, T), list of Series, wide DataFrame); NaN = missing. At least the
+                model's ``context_length`` values (more feed the lag channels).
+            prediction_length: horizon (default the trained one). Longer horizons are
+                generated block by block, each block guided by the values before it.
+            num_samples: paths (default ``config.guidance.num_samples``).
+            seed: for reproducible paths.
+            **guidance: overrides of ``config.guidance`` (solver, steps, scale, loss, eta,
+                batch_size).
+
+        Returns:
+            (num_samples, prediction_length) for one series, (B, num_samples,
+            prediction_length) for several.
+        """
+        pasts, single, _ = self._pasts(context)
+        self._check_context(pasts)
+        horizon = int(prediction_length or self.prediction_length)
+        n = int(num_samples or self.config.guidance.num_samples)
+        generator = torch.Generator(device=self.device).manual_seed(int(seed) if seed is not None else int(torch.randint(2**62, ()).item()))
+        out = self._forecast_blocks(pasts, horizon, n, generator, self._guidance(**guidance))
+        return out[0] if single else out
+
+    def _forecast_blocks(self, pasts, horizon, n, generator, opts) -> np.ndarray:
+        d = self.config.data
+        kw = dict(lags=self.lags, context_length=d.context_length, prediction_length=d.prediction_length,
+                  normalization=d.normalization, schedule=self.schedule, generator=generator, **opts)
+        model = self.sampling_model.eval()
+        paths = forecast_samples(model, pasts, num_samples=n, **kw)  # (B, n, H)
+        while paths.shape[-1] < horizon:  # block-wise: each path continues from its own past
+            longer = [np.concatenate([p, path]) for p, row in zip(pasts, paths) for path in row]
+            more = forecast_samples(model, longer, num_samples=1, **kw)[:, 0]
+            paths = np.concatenate([paths, more.reshape(paths.shape[0], n, -1)], axis=-1)
+        return paths[..., :horizon]
+
+    def select_guidance_scale(self, series: Sequence[Series | np.ndarray], scales: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+                              *, windows: int = 2, num_samples: int = 16, seed: int = 0, **guidance) -> dict[float, float]:
+        """Choose ``config.guidance.scale`` by the CRPS of forecasts of the last ``windows``
+        rolling windows of the given (training) series; sets the best and returns
+        ``{scale: CRPS}``. Solver and steps: ``config.guidance`` unless overridden."""
+        from .data import rolling_windows
+        from .metrics import evaluate, split_test_set
+
+        items = [s if isinstance(s, Series) else Series(s, "2000-01-01", self.config.data.freq) for s in series]
+        pasts, truth = split_test_set(rolling_windows(items, self.prediction_length, windows), self.prediction_length)
+        scores = {}
+        for scale in scales:
+            paths = self.forecast(pasts, self.prediction_length, num_samples, seed=seed, **{**guidance, "scale": scale})
+            scores[float(scale)] = evaluate(paths, truth)["CRPS"]
+        self.config.guidance.scale = min(scores, key=scores.get)
+        return scores
+
+    def forecast_frame(self, context: Any, prediction_length: int | None = None, num_samples: int | None = None, *,
+                       quantiles: Sequence[float] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95), seed: int | None = None,
+                       **guidance):
+        """A forecast as a pandas DataFrame: ``mean`` and quantile columns over a time index
+        following the context (one series; a ``pd.Series`` or :class:`Series` context gives
+        timestamps, an array gives steps 1..H)."""
+        import pandas as pd
+
+        from .io import forecast_frame
+
+        pasts, single, series = self._pasts(context)
+        if not single:
+            raise ValueError("forecast_frame takes one series; call it per series")
+        paths = self.forecast(context, prediction_length, num_samples, seed=seed, **guidance)
+        index = series[0].future_index(paths.shape[-1]) if series else pd.RangeIndex(1, paths.shape[-1] + 1, name="step")
+        return forecast_frame(paths, index, quantiles)
+
+    @torch.no_grad()
+    def impute(self, series: Any, num_samples: int = 10, *, seed: int | None = None, **guidance) -> np.ndarray:
+        """Sample values for the NaN entries of a series, guided by its observed ones.
+
+        The series is covered by windows of the model's length (context + prediction), the
+        last one aligned with its end; each window is guided by its observed values and lags.
+
+        Returns:
+            (num_samples, T) in data units; observed entries are returned unchanged.
+        """
+        pasts, single, _ = self._pasts(series)
+        if not single:
+            raise ValueError("impute takes one series; call it per series")
+        values = pasts[0]
+        length = self.context_length + self.prediction_length
+        if len(values) < length:
+            raise SeriesTooShortError(f"the series has {len(values)} values; imputation needs at least the model's window {length}")
+        observed = ~np.isnan(values)
+        if observed.all():
+            return np.repeat(values[None], num_samples, 0)
+        generator = torch.Generator(device=self.device).manual_seed(int(seed) if seed is not None else int(torch.randint(2**62, ()).item()))
+        out = np.repeat(values[None].astype(np.float64), num_samples, 0)
+        ends = list(range(length, len(values) + 1, length))
+        if ends[-1] != len(values):
+            ends.append(len(values))
+        for end in ends:
+            if observed[end - length : end].all():
+                continue
+            out[:, end - length : end] = self._impute_window(values[max(0, end - length - self.max_lag) : end], num_samples,
+                                                              generator, self._guidance(**guidance))
+        out[:, observed] = values[observed]
+        return out
+
+    def _impute_window(self, raw: np.ndarray, n: int, generator, opts) -> np.ndarray:
+        d = self.config.data
+        need = self.max_lag + self.context_length + self.prediction_length
+        window = np.full(need, np.nan)
+        window[need - len(raw) :] = raw
+        w = torch.as_tensor(window[None], dtype=torch.float64)
+        # statistics from all observed values of the window (the "context" is the whole window here)
+        x, mask, loc, scale = make_state(w, self.lags, self.context_length + self.prediction_length, 0, d.normalization)
+        q = (torch.arange(n, dtype=torch.float32) + 1.0) / (n + 1.0) if opts["loss"] == "quantile" else None
+        model = self.sampling_model.eval()
+        x = guided_sample(model, x.repeat(n, 1, 1), mask.repeat(n, 1, 1), schedule=self.schedule, solver=opts["solver"],
+                          steps=opts["steps"], scale=opts["scale"], loss=opts["loss"], quantiles=q, eta=opts["eta"],
+                          generator=generator)
+        return unnormalize(x[..., 0].double().cpu(), loc.repeat(n), scale.repeat(n)).numpy()
+
+
+def _read_tar(path: Path, prediction_length: int | None) -> GluonTSDataset:
+    from .datasets import _read_tar as read
+
+    return read(path, prediction_length)

@@ -1,0 +1,40 @@
+"""notebooks/timeseries.ipynb runs top to bottom (fast setting) and sciogen demo's
+time-series part writes its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "timeseries.ipynb"
+
+
+def _shipped() -> bool:
+    return (REPO / "sciogen" / "checkpoints" / "timeseries-exchange_rate.pt").is_file()
+
+
+@pytest.mark.skipif(not _shipped(), reason="the shipped timeseries/exchange_rate checkpoint is absent")
+def test_notebook_executes_in_the_fast_setting(monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("SCIOGEN_FAST", "1")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _shipped(), reason="the shipped timeseries/exchange_rate checkpoint is absent")
+def test_demo_writes_forecasts_picture_and_metrics(tmp_path):
+    from sciogen.timeseries.demo import run_demo
+
+    rows = run_demo(tmp_path, quick=True)
+    assert {r["model"].split(" ")[0] for r in rows} >= {"timeseries/exchange_rate", "Seasonal"}
+    assert all(0 < r["CRPS"] < 1 for r in rows)
+    for name in ("forecast.csv", "truth.csv", "results.json", "timeseries.png"):
+        assert (tmp_path / name).is_file()
