@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="compute a domain's metrics of a file of samples")
     ev.add_argument("domain", help="the domain of the samples, e.g. toy")
     ev.add_argument("file", help="the samples, in a format the domain reads")
-    ev.add_argument("--reference", help="reference data: a file or a dataset name the domain understands")
+    ev.add_argument("--reference", "--truth", dest="reference",
+                    help="reference data (--truth for forecasts): a file or a dataset name the domain understands")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_debug(ev)
     for name, text in (("list", "list shipped models, domains and datasets"),):
