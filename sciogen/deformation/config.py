@@ -1,0 +1,107 @@
+"""The deformation domain's run config (one YAML file, e.g. ``domains/deformation/brain_mri_2d.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sciogen.train.config import ConfigError, RunConfig, SamplingConfig, check_choice
+
+__all__ = [
+    "DeformationDataConfig", "DeformationModelConfig", "DeformationProcessConfig", "DeformationSamplingConfig",
+    "DeformationConfig", "SOLVERS",
+]
+
+SOLVERS = ("recovery",)
+
+
+@dataclass
+class DeformationDataConfig:
+    """Training images and the grid the network works on.
+
+    Attributes:
+        root: folder the ``files`` are relative to (``~`` and relative paths allowed).
+        files: NIfTI files (``.nii`` / ``.nii.gz``), or ``file.npz:key`` for an array in an
+            ``.npz``; each is one 3D volume (a 4D file: its first volume).
+        spatial_dims: 3 trains on whole volumes; 2 on slices of them.
+        shape: the network's grid, one size per spatial dimension (multiples of its
+            downsampling factor). Images are padded to a cube / square and resampled to it.
+        slice_fraction: (2D) the central fraction of each axis whose slices are used.
+        slice_axes: (2D) the axes slices are taken along.
+        min_foreground: (2D) slices whose mean normalised intensity is below this are skipped.
+    """
+
+    root: str = "../shared/datasets/volumes"
+    files: list[str] = field(default_factory=lambda: [
+        "nilearn_0.14.1/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+        "voxelmorph/test_scan.npz:vol",
+        "nibabel_5.4.2/anatomical.nii",
+        "dipy_1.12.1/aniso_vox.nii.gz",
+    ])
+    spatial_dims: int = 2
+    shape: list[int] = field(default_factory=lambda: [64, 64])
+    slice_fraction: float = 0.6
+    slice_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
+    min_foreground: float = 0.05
+
+    def __post_init__(self):
+        check_choice("data.spatial_dims", self.spatial_dims, (2, 3))
+        if len(self.shape) != self.spatial_dims or any(n < 8 for n in self.shape):
+            raise ConfigError(f"data.shape must give {self.spatial_dims} sizes >= 8, got {self.shape}")
+        if not 0.0 < self.slice_fraction <= 1.0:
+            raise ConfigError(f"data.slice_fraction must be in (0, 1], got {self.slice_fraction}")
+
+
+@dataclass
+class DeformationModelConfig:
+    """Size of the :class:`~sciogen.deformation.network.RecoveryUNet`."""
+
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    time_dim: int = 64
+
+
+@dataclass
+class DeformationProcessConfig:
+    """The random deformation (see :class:`~sciogen.deformation.process.DeformationProcess`)."""
+
+    grids: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
+    max_velocity: float = 0.08
+    power: float = 1.0
+    decay: float = 1.0
+    t_min: float = 0.05
+    reg_weight: float = 10.0
+    cos_weight: float = 1.0
+    foreground: float = 0.0
+    flip_axes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class DeformationSamplingConfig(SamplingConfig):
+    """Sampling defaults: deform to ``level``, recover in ``steps`` steps down to ``t_end``;
+    the result is projected so that ``det(I + grad u) >= min_det`` everywhere."""
+
+    solver: str = "recovery"
+    steps: int = 4
+    batch_size: int = 4
+    level: float = 1.0
+    t_end: float = 0.0
+    min_det: float = 0.05
+    padding_mode: Literal["border", "zeros", "reflection"] = "border"
+
+    def __post_init__(self):
+        check_choice("sampling.solver", self.solver, SOLVERS)
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError(f"sampling.steps and sampling.batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if not 0.0 < self.level <= 1.0 or not 0.0 <= self.t_end < self.level:
+            raise ConfigError(f"need 0 <= sampling.t_end < sampling.level <= 1, got t_end={self.t_end}, level={self.level}")
+
+
+@dataclass
+class DeformationConfig(RunConfig):
+    """A deformation run: data, network, deformation process, sampling and trainer options."""
+
+    domain: str = "deformation"
+    data: DeformationDataConfig = field(default_factory=DeformationDataConfig)
+    model: DeformationModelConfig = field(default_factory=DeformationModelConfig)
+    process: DeformationProcessConfig = field(default_factory=DeformationProcessConfig)
+    sampling: DeformationSamplingConfig = field(default_factory=DeformationSamplingConfig)
