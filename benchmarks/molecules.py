@@ -1,0 +1,125 @@
+"""QM9 (no H) molecule metrics: calibration against DiGress, and the rows computable without a model.
+
+1. Calibration: sciogen's validity / uniqueness on DiGress's 10,000 published QM9 (no H)
+   samples (graph file ``samples_qm9_no_h.txt``: atom types C N O F, bond types 1-3),
+   against the values DiGress reports for them (validity 99.2 %, uniqueness 96.9 %).
+2. Rows of 1,000 molecules, all scored by the same code against the DiGress / PARD split:
+   the first 1,000 held-out test molecules (the ceiling), the first 1,000 DiGress samples,
+   and a null model (independent atom / bond types from the training marginals).
+   Columns: validity, relaxed validity, uniqueness, novelty (vs the training split), FCD
+   (vs the full test split, fcd-torch ChemNet), QED / SA / logP means.
+
+    python benchmarks/molecules.py [--data ../shared/datasets/molecules] [--n 1000]
+
+Writes ``benchmarks/results/molecules.json``. No trained sciogen model exists yet; its row
+will be added when the PARD network lands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from sciogen.molecules import MoleculeEvaluator, MoleculeSpec, NullModel, load_qm9
+from sciogen.molecules.metrics import sample_smiles, validity_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "results" / "molecules.json"
+DATA = ROOT.parent / "shared" / "datasets" / "molecules"
+PUBLISHED_DIGRESS = {"validity": 0.992, "uniqueness": 0.969}  # the brief's DiGress values for these samples
+KEYS = ("validity", "relaxed_validity", "uniqueness", "novelty", "fcd", "qed_mean", "sa_mean", "logp_mean")
+
+
+def read_digress_graphs(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """DiGress's sample file: blocks of ``N=n``, ``X:`` atom types, ``E:`` n x n bond types."""
+    lines = path.read_text().splitlines()
+    out, i = [], 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith("N="):
+            n = int(line[2:])
+            x = torch.tensor([int(v) for v in lines[i + 2].split()])
+            e = torch.tensor([[int(v) for v in lines[i + 4 + k].split()] for k in range(n)])
+            out.append((x, e))
+            i += 4 + n
+        else:
+            i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--null-fit", type=int, default=20000, help="training molecules the null model is fitted on")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    train = load_qm9("train", path=args.data / "qm9", graphs=False)
+    test = load_qm9("test", path=args.data / "qm9", graphs=False)
+    timings["load_splits_s"] = time.perf_counter() - t
+
+    digress = read_digress_graphs(args.data / "reference_samples" / "digress_samples_qm9_no_h.txt")
+    plain = MoleculeSpec.qm9(charges=False)  # DiGress's decoder: C, N, O, F
+    t = time.perf_counter()
+    strict, relaxed = sample_smiles(digress, plain)
+    calibration = validity_metrics(strict, relaxed, set(train.smiles))
+    timings["calibration_s"] = time.perf_counter() - t
+    calibration = {
+        "samples": "DiGress generated_samples/samples_qm9_no_h.txt (commit 780242b)",
+        "measured": calibration,
+        "published": PUBLISHED_DIGRESS,
+        "abs_diff_points": {k: round(100 * abs(calibration[k] - v), 3) for k, v in PUBLISHED_DIGRESS.items()},
+    }
+
+    evaluator = MoleculeEvaluator(None, train.smiles, test.smiles, fcd=True, properties=True)
+    t = time.perf_counter()
+    evaluator.fcd_reference()
+    timings["fcd_reference_s"] = time.perf_counter() - t
+
+    rows: dict[str, dict] = {}
+    charged = MoleculeSpec.qm9()
+    held_out = load_qm9("test", path=args.data / "qm9", limit=args.n, properties=False)
+    null_train = load_qm9("train", path=args.data / "qm9", limit=args.null_fit, properties=False)
+    null = NullModel.fit(null_train.graphs, charged)
+    null_samples = null.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
+    for name, samples, spec in [
+        (f"QM9 test split, first {args.n} (ceiling)", held_out.graphs, charged),
+        (f"DiGress published samples, first {args.n}", digress[: args.n], plain),
+        (f"null model (marginals of {args.null_fit} train molecules)", null_samples, charged),
+    ]:
+        t = time.perf_counter()
+        evaluator.spec = spec
+        metrics = evaluator(samples)
+        metrics["seconds"] = time.perf_counter() - t
+        rows[name] = {k: metrics[k] for k in (*KEYS, "num_samples", "seconds") if k in metrics}
+        print(name, {k: round(v, 4) for k, v in rows[name].items()})
+
+    result = {
+        "dataset": "QM9 without hydrogens, DiGress / PARD split (numpy RandomState(42) permutation of 133,885 rows)",
+        "split_sizes": {"train": len(train), "test": len(test)},
+        "novelty_reference": "canonical SMILES of the training split",
+        "fcd_reference": f"the full test split ({len(test)} molecules), fcd-torch ChemNet",
+        "calibration": calibration,
+        "rows": rows,
+        "timings": {**timings, "total_s": time.perf_counter() - clock},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": 1, "cpu": platform.machine()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(json.dumps(calibration, indent=2, default=float))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The molecules domain: molecular graphs for PARD-style generation (QM9, MOSES, ZINC250k).
+
+What exists today (no trained model is shipped yet):
+
+- ``representation.py``: RDKit ``Mol`` <-> torch-geometric graphs (:class:`MoleculeSpec`,
+  heavy-atom or explicit-hydrogen, kekulized or aromatic bonds, charged atom types),
+  dense batches, specific errors for bad input.
+- ``io.py``: SMILES / CSV / SDF reading and writing with skip-and-report.
+- ``datasets.py``: QM9 (DiGress / PARD split, properties), MOSES, ZINC250k, user SMILES.
+- ``blocks.py``: PARD's block decomposition (peeling order by weighted higher-order degree).
+- ``metrics.py``: validity (strict / relaxed) as DiGress / PARD, uniqueness, novelty,
+  FCD (cached reference statistics), QED / SA / logP / weight; :func:`evaluate`.
+- ``moses_metrics.py``: SNN, Frag, Scaf, IntDiv, Filters on RDKit (no ``molsets``).
+- ``null_model.py``: independent atom / bond types from the data marginals.
+
+RDKit and torch-geometric are imported only inside this package.
+"""
+
+from .blocks import Blocks, block_decomposition, order_by_blocks, peel_blocks
+from .datasets import MoleculeDataset, QM9_PROPERTIES, from_smiles, load_moses, load_qm9, load_zinc250k, qm9_split, read_qm9_table
+from .io import MoleculeRecords, Skipped, read_csv, read_molecules, read_sdf, read_smiles, write_molecules, write_sdf, write_smiles
+from .metrics import FCDReference, MoleculeEvaluator, evaluate, fcd, sample_smiles
+from .moses_metrics import MosesReference, load_filters, moses_metrics
+from .null_model import NullModel
+from .representation import (
+    AtomType,
+    MoleculeError,
+    MoleculeSpec,
+    MoleculeTooLargeError,
+    SmilesParseError,
+    UnknownAtomTypeError,
+    UnrepresentableMoleculeError,
+    UnsupportedBondError,
+    canonical_smiles,
+    from_dense,
+    to_dense,
+)
+
+__all__ = [
+    "AtomType", "MoleculeSpec", "MoleculeError", "SmilesParseError", "UnknownAtomTypeError",
+    "MoleculeTooLargeError", "UnsupportedBondError", "UnrepresentableMoleculeError",
+    "canonical_smiles", "to_dense", "from_dense",
+    "MoleculeRecords", "Skipped", "read_molecules", "read_smiles", "read_csv", "read_sdf",
+    "write_molecules", "write_smiles", "write_sdf",
+    "MoleculeDataset", "QM9_PROPERTIES", "qm9_split", "read_qm9_table", "load_qm9", "load_moses",
+    "load_zinc250k", "from_smiles",
+    "Blocks", "peel_blocks", "block_decomposition", "order_by_blocks",
+    "FCDReference", "MoleculeEvaluator", "evaluate", "fcd", "sample_smiles",
+    "MosesReference", "moses_metrics", "load_filters",
+    "NullModel",
+]
