@@ -14,8 +14,11 @@
    between 2,000 generated and 2,000 exact sequences (16-D), next to the distance between
    two exact samples of the same size (the noise floor, mean and std over 5 pairs).
 
-    python benchmarks/ar.py                  # writes benchmarks/results/ar.json
+    python benchmarks/ar.py --threads 1      # writes benchmarks/results/ar.json
     python benchmarks/ar.py --quick          # shorter lengths and training, for a smoke run
+
+The recomputed-prefix runs cost O(N^2) per sequence; at 1,024 positions they take most of
+the run time (minutes each on a small CPU).
 """
 
 from __future__ import annotations
@@ -167,11 +170,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short lengths and training (smoke run)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=None,
+                        help="sequence lengths, multiples of 16 (default: 64 128 256 512 1024)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    lengths = [64, 128] if args.quick else [64, 128, 256, 512, 1024]
+    lengths = args.lengths or ([64, 128] if args.quick else [64, 128, 256, 512, 1024])
+    if any(n % 16 for n in lengths):
+        parser.error(f"lengths must be multiples of the block size 16, got {lengths}")
     result = {
         "benchmark": "sciogen.ar: KV-cache speed-up and diffusion-step annealing",
         "machine": machine(),

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sciogen.ar import SequenceSample, StepAnnealing, TokenAR, TokenARConfig, sample_token
+from sciogen.ar import StepAnnealing, TokenAR, TokenARConfig, sample_token
 from sciogen.ar.toy import MixtureChain, fit
 
 from .helpers import energy_distance, energy_test_pvalue
@@ -250,32 +250,41 @@ def _train_chain(steps, seed=0, length=3):
     return task, model.eval(), untrained
 
 
-def _conditional_pvalue(model, task, prev, n=400, seed=0, solver="ddim", steps=20):
-    """p-value of the energy test between model draws of x_2 | x_1 = prev and exact draws."""
+def _conditional_pvalue(model, task, prefix, n=400, seed=0, solver="ddim", steps=20):
+    """p-value of the energy test between model draws of the next value after the values
+    ``prefix`` (list of (2,) tensors) and exact draws of x_{k+1} | x_k = prefix[-1]."""
     g = torch.Generator().manual_seed(seed)
-    tokens = torch.tensor([[task.BOS, task.VALUE]]).expand(n, 2)
-    values = torch.zeros(n, 2, 2)
-    values[:, 1] = prev
+    k = len(prefix)
+    tokens = torch.tensor([[task.BOS] + [task.VALUE] * k]).expand(n, k + 1)
+    values = torch.zeros(n, k + 1, 2)
+    values[:, 1:] = torch.stack(prefix)
     with torch.no_grad():
         h = model(tokens, values)[:, -1]
     x = model.sample_values(h, solver=solver, steps=steps, generator=g)
-    truth = task.conditional(prev).sample(n, g).float()
+    truth = task.conditional(prefix[-1]).sample(n, g).float()
     return energy_test_pvalue(x, truth, permutations=200, seed=seed), energy_distance(x, truth)
 
 
+# in-distribution prefixes: x_1 near a mode of its law; (x_1, x_2) with x_2 at a component mean
+PREFIXES = [[torch.tensor([0.4, 1.2])], [torch.tensor([-0.5, -1.0]), torch.tensor([0.66, 0.46])]]
+
+
+STEPS = 500
+
+
 def test_learns_a_conditional_mixture_and_the_token_that_follows():
-    """x_2 | x_1 is a two-component mixture whose means rotate with x_1. After a short CPU
-    run the model's draws pass the energy two-sample test against exact draws (p > 0.01 at
-    two conditioning values); the untrained model and the exact law at a *different*
-    x_1 fail it (p < 0.01), so the test has power. The end token (sign of x_T) is predicted
-    with > 95 % accuracy (chance: 50 %)."""
-    task, model, untrained = _train_chain(steps=350)
-    for prev in (torch.tensor([0.4, 1.2]), torch.tensor([-1.0, 0.3])):
-        p, ed = _conditional_pvalue(model, task, prev)
-        assert p > 0.01, f"trained model fails the energy test at x_1={prev.tolist()}: p={p:.3f}, ED={ed:.4f}"
-        p_untrained, _ = _conditional_pvalue(untrained, task, prev)
+    """x_{k+1} | x_k is a two-component mixture whose means rotate with x_k. After a short
+    CPU run the model's draws of the next value pass the energy two-sample test against
+    exact draws (p > 0.01) after two prefixes (x_1; x_1, x_2); the untrained model and
+    the exact law after a *different* value fail it (p < 0.01), so the test has power.
+    The end token (sign of x_T) is predicted with > 95 % accuracy (chance: 50 %)."""
+    task, model, untrained = _train_chain(steps=STEPS)
+    for prefix in PREFIXES:
+        p, ed = _conditional_pvalue(model, task, prefix)
+        assert p > 0.01, f"trained model fails the energy test after {[v.tolist() for v in prefix]}: p={p:.3f}, ED={ed:.4f}"
+        p_untrained, _ = _conditional_pvalue(untrained, task, prefix)
         assert p_untrained < 0.01
-    # power: the exact conditional at another x_1 is rejected
+    # power: the exact conditional after another value is rejected
     g = torch.Generator().manual_seed(5)
     a = task.conditional(torch.tensor([0.4, 1.2])).sample(400, g)
     b = task.conditional(torch.tensor([0.0, 0.0])).sample(400, g)
@@ -305,3 +314,19 @@ def test_generated_sequences_match_the_joint_law():
     assert p > 0.01, f"joint energy test p={p:.3f}"
     agree = (out.tokens[:, -1] == task.end_token(out.values[:, -2])).float().mean()
     assert agree > 0.95
+
+
+def test_toy_chain_conditionals_match_its_sampler():
+    """The exact laws the learning tests compare against agree with the data sampler."""
+    from sciogen.ar.toy import BlockMixtureChain
+
+    g = torch.Generator().manual_seed(0)
+    prev = torch.tensor([0.3, -0.8])
+    draws = TASK.sample_values(600, g, first=prev)[:, 0]
+    assert energy_test_pvalue(draws, TASK.conditional(prev).sample(600, g), permutations=100) > 0.01
+    blocks = BlockMixtureChain()
+    first = torch.tensor([0.5, -1.0, 0.2])
+    draws = blocks.sample_blocks(600, g, first=first)[:, 0]
+    assert energy_test_pvalue(draws, blocks.conditional(first).sample(600, g), permutations=100) > 0.01
+    tokens, values = TASK.sample(50, g)
+    assert (tokens[:, -1] == TASK.end_token(values[:, -2])).all()
