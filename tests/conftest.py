@@ -16,3 +16,19 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATASETS} (clone with ../shared beside the repo)")
     return SHARED_DATASETS
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run each test on one intra-op thread, restored afterwards.
+
+    The models in the tests are small: on a 2-core machine (CI's size) one thread avoids a
+    thread hand-off per small op, which made them up to 30x slower when the cores were
+    shared, and keeps timings and float reductions alike from run to run.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,14 +13,6 @@ BLOCKS = torch.tensor([0, 0, 1, 1, 1, 2, 2])
 MIXED = {"x": FieldConfig("gaussian", 2), "c": FieldConfig("categorical", 3), "f": FieldConfig("torus", 3)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (no thread hand-off per small op)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _model(fields=None, seed=0, cond_dim=2, **kw):
     torch.manual_seed(seed)

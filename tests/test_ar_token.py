@@ -11,14 +11,6 @@ from .helpers import energy_distance, energy_test_pvalue
 TASK = MixtureChain()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (no thread hand-off per small op)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _model(seed=0, dtype=torch.float64, **kw):
     torch.manual_seed(seed)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from sciogen import registry
 from sciogen.cli import main
@@ -22,15 +21,6 @@ GMM_YAML = REPO / "domains" / "toy" / "gmm.yaml"
 SMALL = ["--set", "train.steps=30", "--set", "data.num_samples=1000", "--set", "model.hidden=32",
          "--set", "train.checkpoint_every=10", "--set", "train.log_every=10", "--set", "train.validate_every=0", "--set", "train.progress=false"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models train fastest, and reproducibly, on one intra-op thread (and the CI
-    machine's two cores may be shared); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

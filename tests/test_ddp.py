@@ -23,15 +23,6 @@ SMALL = ["--set", "train.steps=8", "--set", "train.batch_size=64", "--set", "dat
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The single-process reference runs here on one thread, like each torchrun worker."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 
 

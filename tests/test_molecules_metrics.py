@@ -75,7 +75,6 @@ def test_smiles_and_none_samples():
 
 
 def test_fcd_cache_and_identity(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
     monkeypatch.setenv("SCIOGEN_CACHE", str(tmp_path))
     ref = ["CCO", "CCN", "CCC", "CCOC", "c1ccccc1", "CC(=O)O", "CN", "OCCO", "C1CCCC1", "CC#N"] * 3
     r = FCDReference.from_smiles(ref)

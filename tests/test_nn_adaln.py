@@ -7,14 +7,6 @@ from sciogen.diffusion import GaussianProcess, sample
 from sciogen.nn.adaln import AdaLNMLP, AdaLNResBlock, modulate
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny layers run faster on one thread (no thread hand-off per small op)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _perturb(module, scale=0.2, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -6,14 +6,6 @@ import torch
 from sciogen.nn.attention import KVCache, LayerKV, SelfAttention, causal_mask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny layers run faster on one thread (no thread hand-off per small op)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _attn(seed=0):
     torch.manual_seed(seed)

@@ -20,15 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = GaussianMixture.example(2).sample(4000, generator=torch.Generator().manual_seed(7)).float()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models train fastest, and reproducibly, on one intra-op thread (and the CI
-    machine's two cores may be shared); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _small(**train) -> ToyConfig:
     options = dict(steps=300, batch_size=128, lr=3e-3, warmup_steps=20, ema_decay=0.99, progress=False, tensorboard=False)

@@ -21,15 +21,6 @@ PROCESS = GaussianProcess("cosine", "v")
 DATA = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models train fastest, and reproducibly, on one intra-op thread (and the CI
-    machine's two cores may be shared); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class _Rows(torch.utils.data.Dataset):
     """A map-style dataset, to exercise the DataLoader path."""
