@@ -18,19 +18,18 @@ checks its SHA-256.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import math
 import os
 import tarfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..data.download import download_url
 from .data import Series, TimeSeriesError, normalize_freq
 
 __all__ = [
@@ -148,27 +147,6 @@ def read_gluonts(path: str | Path, *, freq: str | None = None, prediction_length
     return GluonTSDataset(train, test, freq, int(prediction_length), metadata, root.name)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _download(url: str, target: Path, sha256: str) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".part")
-    with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-        out.write(response.read())
-    got = _sha256(tmp)
-    if got != sha256:
-        tmp.unlink()
-        raise OSError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}")
-    tmp.replace(target)
-    return target
-
-
 def load_exchange_rate_nips(path: str | Path | None = None, *, download: bool = False) -> GluonTSDataset:
     """GluonTS's ``exchange_rate_nips``: 8 business-daily exchange rates (Lai et al. 2018),
     prediction length 30, test = 8 series x 5 rolling windows.
@@ -188,7 +166,7 @@ def load_exchange_rate_nips(path: str | Path | None = None, *, download: bool = 
             raise FileNotFoundError(
                 f"exchange_rate_nips not found at {archive}; pass path= to a local copy or download=True"
             )
-        _download(EXCHANGE_RATE_NIPS_URL, archive, EXCHANGE_RATE_NIPS_SHA256)
+        download_url(EXCHANGE_RATE_NIPS_URL, archive, sha256=EXCHANGE_RATE_NIPS_SHA256)
     return _read_tar(archive, EXCHANGE_RATE_NIPS_HORIZON)
 
 
