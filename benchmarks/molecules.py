@@ -8,11 +8,17 @@
    and a null model (independent atom / bond types from the training marginals).
    Columns: validity, relaxed validity, uniqueness, novelty (vs the training split), FCD
    (vs the full test split, fcd-torch ChemNet), QED / SA / logP means.
+3. The sciogen PARD model (default: the shipped ``molecules/qm9``) in the same run and by the
+   same code: 1,000 molecules, 20 ancestral steps per block, with the seconds it took on
+   ``--threads`` CPU threads.
+4. Conditional generation: mean absolute error to a target for classifier-free-guided
+   samples against unconditional ones: QED and logP (RDKit, computed exactly on every valid
+   molecule) and the HOMO-LUMO gap (QM9's DFT value, known only for generated molecules that
+   are in QM9: the error is measured on that subset and its size is reported).
 
-    python benchmarks/molecules.py [--data ../shared/datasets/molecules] [--n 1000]
+    python benchmarks/molecules.py [--data ../shared/datasets/molecules] [--n 1000] [--model molecules/qm9]
 
-Writes ``benchmarks/results/molecules.json``. No trained sciogen model exists yet; its row
-will be added when the PARD network lands.
+Writes ``benchmarks/results/molecules.json``.
 """
 
 from __future__ import annotations
@@ -25,8 +31,12 @@ from pathlib import Path
 
 import torch
 
-from sciogen.molecules import MoleculeEvaluator, MoleculeSpec, NullModel, load_qm9
+import numpy as np
+
+import sciogen
+from sciogen.molecules import MoleculeEvaluator, MoleculeSpec, NullModel, load_qm9, molecule_properties, read_qm9_table
 from sciogen.molecules.metrics import sample_smiles, validity_metrics
+from sciogen.molecules.representation import canonical_smiles
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results" / "molecules.json"
@@ -59,6 +69,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--null-fit", type=int, default=20000, help="training molecules the null model is fitted on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--model", default="molecules/qm9", help="shipped name, checkpoint or run folder ('' to skip)")
+    parser.add_argument("--steps", type=int, default=20, help="ancestral steps per block")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads while sampling")
+    parser.add_argument("--n-cond", type=int, default=500, help="molecules per conditional setting")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     clock = time.perf_counter()
@@ -105,6 +119,27 @@ def main(argv: list[str] | None = None) -> dict:
         rows[name] = {k: metrics[k] for k in (*KEYS, "num_samples", "seconds") if k in metrics}
         print(name, {k: round(v, 4) for k, v in rows[name].items()})
 
+    model_info, conditional = None, None
+    if args.model:
+        gen = sciogen.load(args.model, device="cpu")
+        torch.set_num_threads(args.threads)
+        t = time.perf_counter()
+        graphs = gen.sample(args.n, seed=args.seed, steps=args.steps, graphs=True)
+        seconds = time.perf_counter() - t
+        torch.set_num_threads(1)
+        evaluator.spec = gen.spec
+        metrics = evaluator(graphs)
+        name = f"sciogen PARD ({args.model}, {args.steps} steps per block)"
+        rows[name] = {k: metrics[k] for k in (*KEYS, "num_samples") if k in metrics}
+        rows[name]["seconds_per_1000"] = 1000 * seconds / args.n
+        rows[name]["threads"] = args.threads
+        print(name, {k: round(v, 4) for k, v in rows[name].items()})
+        model_info = {"name": args.model, "trained_steps": gen.trained_steps, "config": gen.config.model.__dict__,
+                      "parameters": sum(p.numel() for p in gen.model.parameters())}
+        if gen.conditions:
+            table = read_qm9_table(args.data / "qm9")
+            conditional = conditional_rows(gen, table, args.n_cond, args.steps)
+
     result = {
         "dataset": "QM9 without hydrogens, DiGress / PARD split (numpy RandomState(42) permutation of 133,885 rows)",
         "split_sizes": {"train": len(train), "test": len(test)},
@@ -112,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
         "fcd_reference": f"the full test split ({len(test)} molecules), fcd-torch ChemNet",
         "calibration": calibration,
         "rows": rows,
+        "model": model_info,
+        "conditional": conditional,
         "timings": {**timings, "total_s": time.perf_counter() - clock},
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": 1, "cpu": platform.machine()},
     }
@@ -119,6 +156,37 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(json.dumps(calibration, indent=2, default=float))
     return result
+
+
+def conditional_rows(gen, table: dict, n: int, steps: int) -> list[dict]:
+    """MAE to a target of guided samples vs unconditional samples (see the module docstring)."""
+    gap_of = {}
+    for smiles, props in zip(table["smiles"], table["properties"]):
+        try:
+            gap_of.setdefault(canonical_smiles(smiles), float(props[4]))
+        except ValueError:
+            continue
+    free = gen.sample(n, seed=100, steps=steps)
+    out = []
+    for name, target in (("qed", 0.6), ("logp", 1.0), ("gap", 0.30)):
+        if name not in gen.conditions:
+            continue
+        for scale in (1.0, 2.0):
+            cond = gen.sample(n, seed=101, steps=steps, condition={name: target}, guidance=scale)
+            row = {"property": name, "target": target, "guidance": scale}
+            for label, mols in (("conditioned", cond), ("unconditional", free)):
+                smiles = [canonical_smiles(m) for m in mols if m is not None]
+                if name == "gap":
+                    values = np.array([gap_of[s] for s in smiles if s in gap_of])
+                    row[f"{label}_in_qm9"] = len(values)
+                else:
+                    values = molecule_properties(smiles, (name,))[:, 0]
+                row[f"{label}_validity"] = len(smiles) / n
+                row[f"{label}_mae"] = float(np.abs(values - target).mean()) if len(values) else float("nan")
+                row[f"{label}_mean"] = float(values.mean()) if len(values) else float("nan")
+            print(row)
+            out.append(row)
+    return out
 
 
 if __name__ == "__main__":

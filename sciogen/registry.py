@@ -238,3 +238,8 @@ register_domain(DomainSpec(
     description="random folding-free deformations of images and labels (DRDM-style), MONAI transforms",
     demo="sciogen.deformation.demo:run_demo",
 ))
+register_domain(DomainSpec(
+    name="molecules", module="sciogen.molecules", generator="MoleculeGenerator", extra="molecules",
+    description="molecular graphs (PARD: block-wise autoregressive discrete diffusion; QM9, MOSES)",
+    demo="sciogen.molecules.demo:run_demo",
+))

@@ -1,6 +1,10 @@
 """The molecules domain: molecular graphs for PARD-style generation (QM9, MOSES, ZINC250k).
 
-What exists today (no trained model is shipped yet):
+- ``generator.py``: :class:`MoleculeGenerator` (fit / sample / evaluate / save / load),
+  property-conditioned (classifier-free guidance) and scaffold-constrained sampling.
+- ``network.py``: :class:`PARDNet`, the block-causal PPGN + graph transformer.
+- ``pard.py``: block tensors, PARD's loss, block-by-block sampling.
+- ``config.py``: the run config of ``domains/molecules/*.yaml``.
 
 - ``representation.py``: RDKit ``Mol`` <-> torch-geometric graphs (:class:`MoleculeSpec`,
   heavy-atom or explicit-hydrogen, kekulized or aromatic bonds, charged atom types),
@@ -16,6 +20,10 @@ What exists today (no trained model is shipped yet):
 RDKit and torch-geometric are imported only inside this package.
 """
 
+from .config import MoleculeConfig
+from .generator import ConditionError, MoleculeGenerator, molecule_properties
+from .network import PARDNet, PARDNetConfig
+from .pard import MoleculeTensors, pard_loss, sample_graphs, to_block_tensors
 from .blocks import Blocks, block_decomposition, order_by_blocks, peel_blocks
 from .datasets import MoleculeDataset, QM9_PROPERTIES, from_smiles, load_moses, load_qm9, load_zinc250k, qm9_split, read_qm9_table
 from .io import MoleculeRecords, Skipped, read_csv, read_molecules, read_sdf, read_smiles, write_molecules, write_sdf, write_smiles
@@ -37,6 +45,8 @@ from .representation import (
 )
 
 __all__ = [
+    "MoleculeGenerator", "MoleculeConfig", "ConditionError", "molecule_properties",
+    "PARDNet", "PARDNetConfig", "MoleculeTensors", "pard_loss", "sample_graphs", "to_block_tensors",
     "AtomType", "MoleculeSpec", "MoleculeError", "SmilesParseError", "UnknownAtomTypeError",
     "MoleculeTooLargeError", "UnsupportedBondError", "UnrepresentableMoleculeError",
     "canonical_smiles", "to_dense", "from_dense",

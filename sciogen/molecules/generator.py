@@ -1,0 +1,379 @@
+"""``MoleculeGenerator``: PARD behind the generator verbs.
+
+    >>> import sciogen
+    >>> gen = sciogen.load("molecules/qm9")                      # doctest: +SKIP
+    >>> mols = gen.sample(100, steps=20, seed=0)                 # RDKit Mols, None where invalid
+    >>> gen.sample(100, condition={"qed": 0.55}, guidance=2.0)   # property-conditioned (CFG)
+    >>> gen.sample(100, scaffold="c1ccncc1")                     # the scaffold kept, the rest generated
+    >>> sciogen.molecules.evaluate(mols, train_smiles=..., reference_smiles=...)
+
+Training reads the configured dataset (QM9 with the DiGress / PARD split by default),
+peels every molecule into PARD blocks (:mod:`sciogen.molecules.blocks`), caches the dense
+tensors under ``$SCIOGEN_CACHE/molecules/tensors`` and minimises :func:`~sciogen.molecules.pard.pard_loss`
+with the shared trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from sciogen.diffusion import CategoricalProcess
+from sciogen.train.generator import Generator
+
+from .config import MoleculeConfig
+from .datasets import QM9_PROPERTIES, MoleculeDataset, load_moses, load_qm9
+from .io import read_molecules, write_molecules
+from .network import PARDNet, PARDNetConfig
+from .pard import MoleculeTensors, marginals, pard_loss, sample_graphs, to_block_tensors
+from .representation import MoleculeError, MoleculeSpec, from_dense
+
+__all__ = ["MoleculeGenerator", "ConditionError", "molecule_properties"]
+
+#: QM9's shipped folder, relative to the repository root (development copies)
+_SHARED_QM9 = Path("../shared/datasets/molecules/qm9")
+
+
+class ConditionError(ValueError):
+    """A sampling condition the model was not trained on, or a bad value."""
+
+
+def molecule_properties(smiles: Sequence[str], names: Sequence[str]) -> np.ndarray:
+    """RDKit properties (qed, logp, sa, weight) of SMILES, shape (n, len(names)); NaN where invalid."""
+    from rdkit import Chem
+
+    from .metrics import PROPERTIES
+
+    out = np.full((len(smiles), len(names)), np.nan)
+    for i, s in enumerate(smiles):
+        mol = Chem.MolFromSmiles(s) if s else None
+        if mol is not None:
+            out[i] = [PROPERTIES[n](mol) for n in names]
+    return out
+
+
+class _Molecules(Dataset):
+    """Block tensors with normalised conditions (M, P) (NaN = unknown)."""
+
+    def __init__(self, tensors: MoleculeTensors, cond: torch.Tensor):
+        self.tensors, self.cond = tensors, cond
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __getitem__(self, i):
+        item = self.tensors[i]
+        item["cond"] = self.cond[i]
+        return item
+
+
+class MoleculeGenerator(Generator):
+    """PARD on molecular graphs. Domain ``"molecules"``.
+
+    ``fit(data)`` accepts a :class:`~sciogen.molecules.MoleculeDataset`, a list of SMILES
+    or RDKit Mols, or a file path; with no data it reads ``config.data``.
+    ``sample(n)`` returns RDKit ``Mol`` objects (None where the graph is not a valid
+    molecule), or the graphs themselves with ``graphs=True``.
+    """
+
+    domain = "molecules"
+    config_class = MoleculeConfig
+
+    def __init__(self, config: MoleculeConfig | None = None):
+        config = MoleculeConfig() if config is None else config
+        self.spec = self._spec(config)
+        k_atoms, k_bonds = self.spec.num_atom_types, self.spec.num_bond_types
+        self.atom_marginals = torch.full((k_atoms,), 1.0 / k_atoms, dtype=torch.float64)
+        self.bond_marginals = torch.full((k_bonds,), 1.0 / k_bonds, dtype=torch.float64)
+        self.cond_mean = torch.zeros(len(config.model.conditions))
+        self.cond_std = torch.ones(len(config.model.conditions))
+        super().__init__(config)
+
+    # -- settings ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _spec(config: MoleculeConfig) -> MoleculeSpec:
+        d = config.data
+        if d.dataset == "qm9":
+            return MoleculeSpec.qm9(explicit_hydrogens=d.explicit_hydrogens)
+        if d.dataset == "moses":
+            return MoleculeSpec.moses()
+        return MoleculeSpec.infer(read_molecules(d.path).mols, explicit_hydrogens=d.explicit_hydrogens)
+
+    @property
+    def conditions(self) -> list[str]:
+        return list(self.config.model.conditions)
+
+    def processes(self) -> tuple[CategoricalProcess, CategoricalProcess]:
+        """The categorical processes of atom types and bond types."""
+        d = self.config.diffusion
+        if d.transition == "marginal":
+            return (CategoricalProcess(self.spec.num_atom_types, "marginal", self.atom_marginals, d.schedule),
+                    CategoricalProcess(self.spec.num_bond_types, "marginal", self.bond_marginals, d.schedule))
+        return (CategoricalProcess(self.spec.num_atom_types, "uniform", schedule=d.schedule),
+                CategoricalProcess(self.spec.num_bond_types, "uniform", schedule=d.schedule))
+
+    def build_model(self) -> nn.Module:
+        m = self.config.model
+        return PARDNet(PARDNetConfig(
+            num_atom_types=self.spec.num_atom_types, num_bond_types=self.spec.num_bond_types,
+            max_atoms=int(self.spec.max_atoms), max_degree=m.max_degree, cond_dim=len(m.conditions),
+            node_dim=m.node_dim, edge_dim=m.edge_dim, layers=m.layers, heads=m.heads, dropout=m.dropout,
+        ))
+
+    # -- data --------------------------------------------------------------------------------
+
+    def _dataset(self, data: Any) -> MoleculeDataset:
+        d = self.config.data
+        if isinstance(data, MoleculeDataset):
+            return data
+        if data is not None:
+            if isinstance(data, (str, Path)):
+                records = read_molecules(data, on_error="skip")
+                data = records.mols
+            from .datasets import from_smiles
+
+            return from_smiles(list(data), self.spec, on_error="skip")
+        if d.dataset == "qm9":
+            path = Path(d.path) if d.path else None
+            if path is not None and not path.exists():
+                raise FileNotFoundError(f"data.path {d.path!r} does not exist (QM9 folder with qm9_smiles.csv)")
+            return load_qm9(d.split, path=path, spec=self.spec, limit=d.limit, on_error="skip")
+        if d.dataset == "moses":
+            return load_moses(d.split, path=d.path, spec=self.spec, limit=d.limit, on_error="skip")
+        from .datasets import from_smiles
+
+        records = read_molecules(d.path, on_error="skip")
+        return from_smiles(records.mols[: d.limit] if d.limit else records.mols, self.spec, on_error="skip")
+
+    def _cache_key(self, dataset: MoleculeDataset) -> str:
+        d, m = self.config.data, self.config.model
+        what = {
+            "smiles": hashlib.sha256("\n".join(dataset.smiles).encode()).hexdigest(),
+            "spec": self.spec.to_dict(), "hops": d.hops, "weighting": d.weighting, "max_degree": m.max_degree,
+            "one_block": self.config.diffusion.one_block, "conditions": m.conditions, "version": 1,
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
+
+    def _conditions_of(self, dataset: MoleculeDataset) -> torch.Tensor:
+        names = self.conditions
+        if not names:
+            return torch.zeros(len(dataset), 0)
+        cols = []
+        rdkit_names = [n for n in names if n not in QM9_PROPERTIES]
+        rd = molecule_properties(dataset.smiles, rdkit_names) if rdkit_names else None
+        for name in names:
+            if name in QM9_PROPERTIES:
+                if name not in dataset.property_names:
+                    raise ConditionError(f"condition {name!r} needs QM9's properties, which this dataset does not have")
+                j = dataset.property_names.index(name)
+                cols.append(np.array([float(g.y[0, j]) for g in dataset.graphs]))
+            else:
+                cols.append(rd[:, rdkit_names.index(name)])
+        return torch.tensor(np.stack(cols, 1), dtype=torch.float32)
+
+    def training_data(self, data: Any = None) -> Dataset:
+        from sciogen.data import cache_dir
+
+        dataset = self._dataset(data)
+        if len(dataset) == 0:
+            raise ValueError("no training molecules")
+        d = self.config.data
+        path = cache_dir() / "molecules" / "tensors" / f"{self._cache_key(dataset)}.pt"
+        if path.is_file():
+            stored = torch.load(path, weights_only=True)
+            tensors, raw = MoleculeTensors(**stored["tensors"]), stored["cond"]
+        else:
+            tensors = to_block_tensors(dataset.graphs, int(self.spec.max_atoms), self.config.model.max_degree,
+                                       hops=d.hops, weighting=d.weighting, one_block=self.config.diffusion.one_block)
+            raw = self._conditions_of(dataset)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+            torch.save({"tensors": tensors.state_dict(), "cond": raw}, tmp)
+            os.replace(tmp, path)
+        self.atom_marginals, self.bond_marginals = marginals(tensors, self.spec.num_atom_types, self.spec.num_bond_types)
+        if raw.shape[1]:
+            self.cond_mean = torch.nanmean(raw, 0)
+            self.cond_std = torch.sqrt(torch.nanmean((raw - self.cond_mean) ** 2, 0)).clamp_min(1e-8)
+        return _Molecules(tensors, (raw - self.cond_mean) / self.cond_std)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "atom_marginals": self.atom_marginals, "bond_marginals": self.bond_marginals,
+                "cond_mean": self.cond_mean, "cond_std": self.cond_std}
+
+    def load_metadata(self, metadata: Mapping[str, Any]) -> None:
+        if "spec" in metadata:
+            self.spec = MoleculeSpec.from_dict(metadata["spec"])
+        for name in ("atom_marginals", "bond_marginals", "cond_mean", "cond_std"):
+            if name in metadata:
+                setattr(self, name, torch.as_tensor(metadata[name]))
+
+    # -- training ----------------------------------------------------------------------------
+
+    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
+        atoms, bonds = self.processes()
+        cond = cond_mask = None
+        if self.conditions:
+            raw = batch["cond"]
+            p = self.config.model.cond_drop
+            b, k = raw.shape
+            drop_all = torch.rand(b, 1, generator=generator, device=raw.device) < p
+            drop_one = torch.rand(b, k, generator=generator, device=raw.device) < p
+            cond_mask = ~(drop_all | drop_one) & ~torch.isnan(raw)
+            cond = torch.nan_to_num(raw)
+        d = self.config.diffusion
+        return pard_loss(model, batch, atoms, bonds, generator, bond_weight=d.bond_weight, block_weight=d.block_weight,
+                         cond=cond, cond_mask=cond_mask)
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def _sampling_defaults(self):
+        return self.config.sampling
+
+    def _condition_tensors(self, n: int, condition: Mapping[str, float] | None, device):
+        if not condition:
+            return None, None
+        if not self.conditions:
+            raise ConditionError("this model was trained without conditions; it samples unconditionally only")
+        unknown = [k for k in condition if k not in self.conditions]
+        if unknown:
+            raise ConditionError(f"unknown condition(s) {unknown}; this model was trained on {self.conditions}")
+        cond = torch.zeros(n, len(self.conditions), device=device)
+        mask = torch.zeros(n, len(self.conditions), dtype=torch.bool, device=device)
+        for name, value in condition.items():
+            j = self.conditions.index(name)
+            value = float(value)
+            if not math.isfinite(value):
+                raise ConditionError(f"condition {name}={value} is not a finite number")
+            cond[:, j] = (value - float(self.cond_mean[j])) / float(self.cond_std[j])
+            mask[:, j] = True
+        return cond, mask
+
+    def _scaffold_prompt(self, scaffold: str) -> MoleculeTensors:
+        try:
+            graph = self.spec.to_graph(scaffold)
+        except MoleculeError as err:
+            raise ConditionError(f"scaffold {scaffold!r} cannot be used: {err}") from None
+        return to_block_tensors([graph], int(self.spec.max_atoms), self.config.model.max_degree,
+                                hops=self.config.data.hops, weighting=self.config.data.weighting)
+
+    def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
+                     condition: Mapping[str, float] | None = None, guidance: float | None = None,
+                     scaffold: str | None = None, graphs: bool = False) -> list:
+        if solver != "ancestral":
+            raise ValueError(f"molecules are sampled with solver='ancestral' (categorical diffusion), got {solver!r}")
+        device = next(model.parameters()).device
+        cond, mask = self._condition_tensors(n, condition, device)
+        atoms, bonds = self.processes()
+        X, E, count = sample_graphs(
+            model, n, atoms, bonds, steps=steps, generator=generator, cond=cond, cond_mask=mask,
+            guidance=self.config.sampling.guidance if guidance is None else float(guidance),
+            prompt=self._scaffold_prompt(scaffold) if scaffold else None, one_block=self.config.diffusion.one_block,
+        )
+        mask_nodes = torch.arange(X.shape[1], device=X.device)[None, :] < count[:, None]
+        out = from_dense(X.cpu(), E.cpu(), mask_nodes.cpu())
+        return out if graphs else [self.graph_to_mol(g) for g in out]
+
+    def graph_to_mol(self, graph):
+        """A generated graph as a sanitized RDKit Mol, or None when it is not a valid molecule."""
+        try:
+            return self.spec.to_mol(graph)
+        except MoleculeError:
+            return None
+
+    @classmethod
+    def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--condition", action="append", metavar="NAME=VALUE",
+                            help="target property (repeatable), e.g. --condition qed=0.55; names the model was trained on")
+        parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
+        parser.add_argument("--scaffold", help="SMILES of a substructure kept in every molecule")
+
+    def sample(self, n: int, *, condition: Mapping[str, float] | Sequence[str] | None = None, **kwargs) -> Any:
+        """Draw ``n`` molecules; ``condition`` is ``{name: value}`` or ``["name=value", ...]``.
+
+        Other options: ``steps`` (per block), ``seed``, ``batch_size``, ``guidance``,
+        ``scaffold`` (SMILES), ``graphs=True`` (return graphs instead of Mols).
+        """
+        if condition is not None and not isinstance(condition, Mapping):
+            parsed = {}
+            for item in condition:
+                name, sep, value = str(item).partition("=")
+                if not sep:
+                    raise ConditionError(f"condition {item!r} must look like name=value, e.g. qed=0.55")
+                try:
+                    parsed[name.strip()] = float(value)
+                except ValueError:
+                    raise ConditionError(f"condition {item!r}: {value!r} is not a number") from None
+            condition = parsed
+        if condition:
+            kwargs["condition"] = dict(condition)
+        return super().sample(n, **kwargs)
+
+    # -- metrics and files ---------------------------------------------------------------------
+
+    def reference_data(self) -> Any:
+        return "qm9" if self.config.data.dataset == "qm9" else None
+
+    def evaluate(self, samples: Any, reference: Any = None) -> dict[str, float]:
+        """The metrics of ``samples`` (Mols, SMILES or this model's graphs) against ``reference``
+        (default: the training dataset's name)."""
+        return self.evaluate_samples(samples, reference if reference is not None else self.reference_data(), spec=self.spec)
+
+    @classmethod
+    def evaluate_samples(cls, samples: Any, reference: Any = None, spec: MoleculeSpec | None = None) -> dict[str, float]:
+        """Validity, uniqueness, novelty, FCD and property statistics (:func:`sciogen.molecules.evaluate`).
+
+        ``reference``: ``"qm9"`` (train split for novelty, test split for FCD), ``"moses"``,
+        a file of reference molecules (FCD and properties only), or None (validity and
+        uniqueness only). Graph samples need the ``spec`` that decodes them.
+        """
+        from .metrics import evaluate
+
+        train, ref = _reference_smiles(reference)
+        return evaluate(samples, spec, train_smiles=train, reference_smiles=ref, fcd=ref is not None)
+
+    @classmethod
+    def write_samples(cls, samples: Any, path: str | Path) -> Path:
+        """``.sdf``, ``.smi`` / ``.txt`` or ``.csv`` (with QED, logP, SA and weight columns)."""
+        path = Path(path)
+        columns = None
+        if path.suffix.lower() == ".csv" or path.name.lower().endswith(".csv.gz"):
+            from rdkit import Chem
+
+            smiles = [Chem.MolToSmiles(m) if m is not None else None for m in samples]
+            props = molecule_properties(smiles, ("qed", "logp", "sa", "weight"))
+            columns = {name: [f"{v:.4f}" if np.isfinite(v) else "" for v in props[:, j]]
+                       for j, name in enumerate(("qed", "logp", "sa", "weight"))}
+        return write_molecules(samples, path, columns=columns)
+
+    @classmethod
+    def read_samples(cls, path: str | Path) -> Any:
+        return read_molecules(path, on_error="keep").mols
+
+
+def _reference_smiles(reference: Any) -> tuple[list[str] | None, list[str] | None]:
+    """(train SMILES for novelty, reference SMILES for FCD) of a reference name or file."""
+    if reference is None:
+        return None, None
+    if isinstance(reference, str) and reference == "qm9":
+        path = _SHARED_QM9 if (_SHARED_QM9 / "qm9_smiles.csv").is_file() else None
+        train = load_qm9("train", path=path, graphs=False).smiles
+        test = load_qm9("test", path=path, graphs=False).smiles
+        return train, test
+    if isinstance(reference, str) and reference == "moses":
+        return load_moses("train", graphs=False).smiles, load_moses("test", graphs=False).smiles
+    if isinstance(reference, (str, Path)):
+        records = read_molecules(reference, on_error="skip")
+        return None, [s for s in records.smiles if s]
+    return None, list(reference)
+
