@@ -279,6 +279,7 @@ class MoleculeGenerator(Generator):
             model, n, atoms, bonds, steps=steps, generator=generator, cond=cond, cond_mask=mask,
             guidance=self.config.sampling.guidance if guidance is None else float(guidance),
             prompt=self._scaffold_prompt(scaffold) if scaffold else None, one_block=self.config.diffusion.one_block,
+            progress=self.config.train.progress and n >= 200,
         )
         mask_nodes = torch.arange(X.shape[1], device=X.device)[None, :] < count[:, None]
         out = from_dense(X.cpu(), E.cpu(), mask_nodes.cpu())

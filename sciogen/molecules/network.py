@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from sciogen.ar import skip_causal_mask
 from sciogen.nn.embeddings import TimeEmbedding
 
-__all__ = ["PARDNetConfig", "PARDNet", "PARDOutput", "graph_views"]
+__all__ = ["PARDNetConfig", "PARDNet", "PARDOutput", "Views", "graph_views"]
 
 
 @dataclass
@@ -93,18 +93,29 @@ class PARDOutput:
     """What :meth:`PARDNet.forward` returns.
 
     Attributes:
-        atoms: (B, N, num_atom_types) x0 logits of the noisy atoms.
-        bonds: (B, N, N, num_bond_types) symmetric x0 logits of the noisy bonds (pair i, j
-            is read where max(b(i), b(j)) is a noisy block).
-        next_block: (B, N, num_block_classes) logits of the block after clean block m
+        atoms: (B, Nn, num_atom_types) x0 logits of the noisy atoms.
+        cross: (B, Nn, Nc, num_bond_types) x0 logits of the bonds between noisy atom i and
+            clean atom j (read where b(j) < b(i)).
+        within: (B, Nn, Nn, num_bond_types) symmetric x0 logits of the bonds between two
+            noisy atoms (read where they are in the same block).
+        next_block: (B, Nc, num_block_classes) logits of the block after clean block m
             (row m; rows of absent blocks are meaningless).
         first_block: (B, num_block_classes) logits of block 0 (from the conditions alone).
     """
 
     atoms: torch.Tensor
-    bonds: torch.Tensor
+    cross: torch.Tensor
+    within: torch.Tensor
     next_block: torch.Tensor
     first_block: torch.Tensor
+
+    def bonds(self, block: torch.Tensor) -> torch.Tensor:
+        """Training layout (clean and noisy copies of the same N atoms with blocks ``block``):
+        the (B, N, N, K) symmetric logits of every bond, each read from the block that owns it
+        (the later of its two atoms' blocks)."""
+        bi, bj = block[:, :, None], block[:, None, :]
+        return torch.where((bi == bj)[..., None], self.within,
+                           torch.where((bj < bi)[..., None], self.cross, self.cross.transpose(1, 2)))
 
 
 def graph_views(clean_block: torch.Tensor, noisy_block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,21 +142,55 @@ class _Attention(nn.Module):
         self.out = nn.Linear(node_dim, node_dim)
         self.dropout = dropout
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    def qkv_heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, n, d = h.shape
-        q, k, v = self.qkv(h).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        bias = self.bias(e).permute(0, 3, 1, 2)  # (B, H, 2N, 2N)
-        bias = bias.masked_fill(~vis[:, None], float("-inf"))
+        return self.qkv(h).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def attend(self, q, k, v, e: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        """Queries (B, H, P, dh) over keys (B, H, Q, dh) with bias e (B, P, Q, edge_dim), mask vis (B, P, Q)."""
+        bias = self.bias(e).permute(0, 3, 1, 2).masked_fill(~vis[:, None], float("-inf"))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(b, n, d))
+        b, heads, n, dh = q.shape
+        return self.out(y.transpose(1, 2).reshape(b, n, heads * dh))
 
 
 def _mlp(dim: int, ratio: int = 2) -> nn.Sequential:
     return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, ratio * dim), nn.SiLU(), nn.Linear(ratio * dim, dim))
 
 
+def _cf(x: torch.Tensor) -> torch.Tensor:
+    """(B, P, Q, C) -> channels first (B, C, P, Q), for batched matrix products."""
+    return x.permute(0, 3, 1, 2)
+
+
+@dataclass
+class Views:
+    """The visibility blocks of the doubled graph [clean (Nc), noisy (Nn)]: ``cc`` (B, Nc, Nc),
+    ``nc`` (B, Nn, Nc), ``nn`` (B, Nn, Nn) of ``vis``; clean never sees noisy. ``*_pair``: the
+    pairs that stand for a bond; ``count_*``: (B, N, 1) how many pairs a node pools."""
+
+    cc: torch.Tensor
+    nc: torch.Tensor
+    nn: torch.Tensor
+    cc_pair: torch.Tensor
+    nc_pair: torch.Tensor
+    nn_pair: torch.Tensor
+
+    @classmethod
+    def of(cls, clean_block: torch.Tensor, noisy_block: torch.Tensor) -> "Views":
+        vis, pair = graph_views(clean_block, noisy_block)
+        c = clean_block.shape[1]
+        return cls(vis[:, :c, :c], vis[:, c:, :c], vis[:, c:, c:], pair[:, :c, :c], pair[:, c:, :c], pair[:, c:, c:])
+
+
 class _Layer(nn.Module):
-    """Attention + node MLP, node -> pair, restricted PPGN product + pair MLP, pair -> node."""
+    """Attention + node MLP, node -> pair, restricted PPGN product + pair MLP, pair -> node.
+
+    Run in two passes: :meth:`clean` over the clean part alone (it never sees the noisy
+    part), which returns what the noisy part reads from it, then :meth:`noisy` over the
+    noisy atoms and their pairs (noisy-clean ``nc``, clean-noisy ``cn``, noisy-noisy ``nn``).
+    Sampling runs the clean pass once per block and the noisy pass at every solver step.
+    """
 
     def __init__(self, c: PARDNetConfig):
         super().__init__()
@@ -161,36 +206,70 @@ class _Layer(nn.Module):
         self.pair_to_node = nn.Sequential(nn.LayerNorm(c.edge_dim), nn.Linear(c.edge_dim, c.node_dim))
         self.scale = 1.0 / c.max_atoms
 
-    def product(self, e: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        """sum over l in V(p, q) of m1(e)_pl m2(e)_lq, per channel."""
-        a = self.m1(e).permute(0, 3, 1, 2)  # (B, C, P, L)
-        b = self.m2(e).permute(0, 3, 1, 2)  # (B, C, L, Q)
-        v = vis[:, None].to(a.dtype)
-        left = (a * v) @ b  # l in V(p)
-        right = a @ (b * v.transpose(-1, -2))  # l in V(q)
-        out = torch.where(vis[:, None], left, right)
-        return out.permute(0, 2, 3, 1) * self.scale
+    def _pair_update(self, e: torch.Tensor, product: torch.Tensor) -> torch.Tensor:
+        e = e + self.mix(torch.cat([self.norm_e(e), product.permute(0, 2, 3, 1) * self.scale], -1))
+        return e + self.mlp_e(e)
 
-    def forward(self, h, e, vis, vis_f, count):
-        h = h + self.attn(self.norm_h(h), e, vis)
+    def _pool(self, *parts) -> torch.Tensor:
+        """pair -> node: mean of e_pq over the q that p sees; parts are (e, vis & pair) pairs."""
+        total = sum((e * m[..., None]).sum(2) for e, m in parts)
+        count = sum(m.sum(2, keepdim=True) for _, m in parts).clamp_min(1.0)
+        return self.pair_to_node(total / count)
+
+    def clean(self, h, e, v: Views):
+        """One layer over the clean part: h (B, Nc, D), e (B, Nc, Nc, C) -> (h, e, cache)."""
+        q, k, val = self.attn.qkv_heads(self.norm_h(h))
+        h = h + self.attn.attend(q, k, val, e, v.cc)
         h = h + self.mlp_h(h)
         p = self.node_to_pair(h)
         e = e + p[:, :, None] + p[:, None, :]
         en = self.norm_e(e)
-        e = e + self.mix(torch.cat([en, self.product(en, vis)], -1))
-        e = e + self.mlp_e(e)
-        h = h + self.pair_to_node((e * vis_f[..., None]).sum(2) / count)
-        return h, e
+        a, b = _cf(self.m1(en)), _cf(self.m2(en))
+        vis = v.cc[:, None].to(a.dtype)
+        # pair (p, q) sums over V(p) when q in V(p), else over V(q)
+        prod = torch.where(v.cc[:, None], (a * vis) @ b, a @ (b * vis.transpose(-1, -2)))
+        cache = {"k": k, "v": val, "p": p, "m1": a, "m2": b}
+        e = self._pair_update(e, prod)
+        h = h + self._pool((e, (v.cc & v.cc_pair).to(h.dtype)))
+        return h, e, cache
+
+    def noisy(self, h, e_nc, e_cn, e_nn, cache, v: Views):
+        """One layer over the noisy atoms given the clean pass' cache of the same layer."""
+        q, k, val = self.attn.qkv_heads(self.norm_h(h))
+        keys, values = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], val], 2)
+        h = h + self.attn.attend(q, keys, values, torch.cat([e_nc, e_nn], 2), torch.cat([v.nc, v.nn], 2))
+        h = h + self.mlp_h(h)
+        p, pc = self.node_to_pair(h), cache["p"]
+        e_nc = e_nc + p[:, :, None] + pc[:, None, :]
+        e_cn = e_cn + pc[:, :, None] + p[:, None, :]
+        e_nn = e_nn + p[:, :, None] + p[:, None, :]
+        a_nc, b_nc = _cf(self.m1(self.norm_e(e_nc))), _cf(self.m2(self.norm_e(e_nc)))
+        a_cn, b_cn = _cf(self.m1(self.norm_e(e_cn))), _cf(self.m2(self.norm_e(e_cn)))
+        a_nn, b_nn = _cf(self.m1(self.norm_e(e_nn))), _cf(self.m2(self.norm_e(e_nn)))
+        vnc, vnn = v.nc[:, None].to(a_nc.dtype), v.nn[:, None].to(a_nc.dtype)
+        a_nc_v, a_nn_v = a_nc * vnc, a_nn * vnn
+        # noisy i, clean j (j in V(i)): sum over l in V(i) = clean l in V(i) and the noisy block
+        prod_nc = a_nc_v @ cache["m2"] + a_nn_v @ b_nc
+        # clean j, noisy i (j does not see i): sum over l in V(i)
+        prod_cn = cache["m1"] @ (b_cn * vnc.transpose(-1, -2)) + a_cn @ (b_nn * vnn.transpose(-1, -2))
+        # two noisy atoms of one block: sum over l in V(i)
+        prod_nn = a_nc_v @ b_cn + a_nn_v @ b_nn
+        e_nc, e_cn, e_nn = self._pair_update(e_nc, prod_nc), self._pair_update(e_cn, prod_cn), self._pair_update(e_nn, prod_nn)
+        h = h + self._pool((e_nc, (v.nc & v.nc_pair).to(h.dtype)), (e_nn, (v.nn & v.nn_pair).to(h.dtype)))
+        return h, e_nc, e_cn, e_nn
 
 
 class PARDNet(nn.Module):
     """The PARD denoiser and block-property model (see the module docstring).
 
-    Shapes (B graphs padded to N atoms):
-        clean_x (B, N) long, clean_e (B, N, N) long, clean_block (B, N) long (-1 absent);
-        noisy_x (B, N) long, noisy_e (B, N, N) long, noisy_block (B, N) long (-1 absent);
-        t (B, N) float, the diffusion time of each noisy node (0 elsewhere);
-        degree (B, N) long, the degree class of each node's block;
+    Shapes (B graphs; Nc clean atoms, Nn noisy atoms, padded; in training Nc = Nn = N, the
+    same atoms twice; in sampling the clean prefix and the new block alone):
+        clean_x (B, Nc) long, clean_e (B, Nc, Nc) long, clean_block (B, Nc) long (-1 absent);
+        noisy_x (B, Nn) long, noisy_block (B, Nn) long (-1 absent);
+        noisy_cross (B, Nn, Nc) long, bonds between noisy atom i and clean atom j;
+        noisy_within (B, Nn, Nn) long symmetric, bonds between noisy atoms;
+        t (B, Nn) float, the diffusion time of each noisy atom;
+        clean_degree (B, Nc), noisy_degree (B, Nn) long, the degree class of each atom's block;
         cond (B, cond_dim) float and cond_mask (B, cond_dim) bool (False = not given).
     """
 
@@ -232,49 +311,56 @@ class PARDNet(nn.Module):
         device = device or self.atom_embed.weight.device
         return self.first_out(self.condition(cond, cond_mask, batch, device))
 
-    def forward(
-        self, clean_x, clean_e, clean_block, noisy_x, noisy_e, noisy_block, t, degree, cond=None, cond_mask=None,
-    ) -> PARDOutput:
+    def encode_prefix(self, clean_x, clean_e, clean_block, clean_degree, views: Views, cond_h) -> tuple[torch.Tensor, list]:
+        """The clean pass: node states (B, Nc, D) after the last layer and each layer's cache."""
         c = self.config
-        b, n = clean_x.shape
-        vis, pair = graph_views(clean_block, noisy_block)
-        blocks = torch.cat([clean_block, noisy_block], 1)
-        real = blocks >= 0
-        noisy = torch.cat([torch.zeros_like(clean_block, dtype=torch.bool), torch.ones_like(noisy_block, dtype=torch.bool)], 1)
-        t2 = torch.cat([torch.zeros_like(t), t], 1) * noisy
-        cond_h = self.condition(cond, cond_mask, b, clean_x.device)
-        h = (
-            self.atom_embed(torch.cat([clean_x, noisy_x], 1))
-            + self.block_embed(blocks.clamp(0, c.max_atoms))
-            + self.degree_embed(torch.cat([degree, degree], 1).clamp(0, c.max_degree))
-            + self.noisy_embed(noisy.long())
-            + self.time_node(t2)
-            + cond_h[:, None]
-        ) * real[..., None]
-        e_types = torch.cat([torch.cat([clean_e, noisy_e], 2), torch.cat([noisy_e, noisy_e], 2)], 1)
-        pair_noisy = noisy[:, :, None] | noisy[:, None, :]
-        kind = pair_noisy.long()
-        kind = torch.where(torch.eye(2 * n, dtype=torch.bool, device=kind.device), torch.full_like(kind, 2), kind)
-        pair_t = torch.maximum(t2[:, :, None], t2[:, None, :])
-        e = (self.bond_embed(e_types) + self.pair_kind(kind) + self.time_pair(pair_t)) * pair[..., None]
-        vis_f = (vis & pair).to(h.dtype)
-        count = vis_f.sum(-1, keepdim=True).clamp_min(1.0)
+        real = clean_block >= 0
+        zero = torch.zeros_like(clean_block, dtype=cond_h.dtype)
+        h = (self.atom_embed(clean_x) + self.block_embed(clean_block.clamp(0, c.max_atoms))
+             + self.degree_embed(clean_degree.clamp(0, c.max_degree)) + self.noisy_embed.weight[0]
+             + self.time_node(zero) + cond_h[:, None]) * real[..., None]
+        n = clean_x.shape[1]
+        diag = torch.eye(n, dtype=torch.bool, device=clean_x.device)
+        kind = self.pair_kind.weight[torch.where(diag, 2, 0)]
+        e = (self.bond_embed(clean_e) + kind + self.time_pair(zero)[:, :, None]) * views.cc_pair[..., None]
+        caches = []
         for layer in self.layers:
-            h, e = layer(h, e, vis, vis_f, count)
-        atoms = self.atom_out(h[:, n:])
-        logits = self.bond_out(e)
-        nn_, nc, cn = logits[:, n:, n:], logits[:, n:, :n], logits[:, :n, n:]
-        within = 0.5 * (nn_ + nn_.transpose(1, 2))
-        across = 0.5 * (nc + cn.transpose(1, 2))  # (noisy i, clean j) for b(j) < b(i)
-        bi, bj = noisy_block[:, :, None], noisy_block[:, None, :]
-        later = (clean_block[:, None, :] < bi)[..., None]  # i is the noisy one
-        same = (bi == bj)[..., None]
-        bonds = torch.where(same, within, torch.where(later, across, across.transpose(1, 2)))
-        next_block = self._next_block(h[:, :n], clean_block)
-        first = self.first_out(cond_h)
-        return PARDOutput(atoms, bonds, next_block, first)
+            h, e, cache = layer.clean(h, e, views)
+            caches.append(cache)
+        return h, caches
 
-    def _next_block(self, h_clean: torch.Tensor, clean_block: torch.Tensor) -> torch.Tensor:
+    def denoise(self, caches: list, noisy_x, noisy_cross, noisy_within, noisy_block, t, noisy_degree, views: Views, cond_h):
+        """The noisy pass given the clean pass' caches: (atoms, cross, within) logits."""
+        c = self.config
+        real = noisy_block >= 0
+        t = t * real
+        h = (self.atom_embed(noisy_x) + self.block_embed(noisy_block.clamp(0, c.max_atoms))
+             + self.degree_embed(noisy_degree.clamp(0, c.max_degree)) + self.noisy_embed.weight[1]
+             + self.time_node(t) + cond_h[:, None]) * real[..., None]
+        te = self.time_pair(t)  # a pair's time is the later of its atoms' times: the noisy atom's
+        n = noisy_x.shape[1]
+        diag = torch.eye(n, dtype=torch.bool, device=noisy_x.device)
+        later = torch.where((t[:, :, None] >= t[:, None, :])[..., None], te[:, :, None], te[:, None, :])
+        e_nc = (self.bond_embed(noisy_cross) + self.pair_kind.weight[1] + te[:, :, None]) * views.nc_pair[..., None]
+        e_cn = e_nc.transpose(1, 2)
+        e_nn = (self.bond_embed(noisy_within) + self.pair_kind.weight[torch.where(diag, 2, 1)] + later) * views.nn_pair[..., None]
+        for layer, cache in zip(self.layers, caches):
+            h, e_nc, e_cn, e_nn = layer.noisy(h, e_nc, e_cn, e_nn, cache, views)
+        within = self.bond_out(e_nn)
+        cross = 0.5 * (self.bond_out(e_nc) + self.bond_out(e_cn).transpose(1, 2))
+        return self.atom_out(h), cross, 0.5 * (within + within.transpose(1, 2))
+
+    def forward(
+        self, clean_x, clean_e, clean_block, noisy_x, noisy_cross, noisy_within, noisy_block, t, clean_degree, noisy_degree,
+        cond=None, cond_mask=None,
+    ) -> PARDOutput:
+        views = Views.of(clean_block, noisy_block)
+        cond_h = self.condition(cond, cond_mask, clean_x.shape[0], clean_x.device)
+        h_clean, caches = self.encode_prefix(clean_x, clean_e, clean_block, clean_degree, views, cond_h)
+        atoms, cross, within = self.denoise(caches, noisy_x, noisy_cross, noisy_within, noisy_block, t, noisy_degree, views, cond_h)
+        return PARDOutput(atoms, cross, within, self.next_block_logits(h_clean, clean_block), self.first_out(cond_h))
+
+    def next_block_logits(self, h_clean: torch.Tensor, clean_block: torch.Tensor) -> torch.Tensor:
         """Readout of clean prefix m (blocks <= m): mean of its nodes and mean of block m's nodes."""
         n = h_clean.shape[1]
         m = torch.arange(n, device=h_clean.device)

@@ -27,11 +27,12 @@ from typing import Sequence
 import torch
 from torch.nn import functional as F
 from torch_geometric.data import Data
+from tqdm.auto import tqdm
 
 from sciogen.diffusion import CategoricalProcess, stratified_times
 
 from .blocks import order_by_blocks
-from .network import PARDNet
+from .network import PARDNet, Views
 
 __all__ = ["MoleculeTensors", "to_block_tensors", "block_class", "pard_loss", "sample_graphs", "marginals"]
 
@@ -126,10 +127,10 @@ def pard_loss(
     t_pair = t_blocks.gather(1, pair_block.view(b, -1)).view(b, n, n)
     Xt = atoms.noise(X, t_node.clamp_min(atoms.t_min), generator)
     Et = _symmetric(bonds.noise(E, t_pair.clamp_min(atoms.t_min), generator))
-    out = model(X, E, block, Xt, Et, block, t_node, degree, cond, cond_mask)
+    out = model(X, E, block, Xt, Et, Et, block, t_node, degree, degree, cond, cond_mask)
     pair_mask = real[:, :, None] & real[:, None, :] & torch.ones(n, n, dtype=torch.bool, device=X.device).triu(1)
     atom_loss = atoms.loss(out.atoms, X, kind="ce", mask=real)
-    bond_loss = bonds.loss(out.bonds, E, kind="ce", mask=pair_mask)
+    bond_loss = bonds.loss(out.bonds(block), E, kind="ce", mask=pair_mask)
     nxt = batch["next_class"]
     has = nxt >= 0
     ce_next = F.cross_entropy(out.next_block.transpose(1, 2), nxt.clamp_min(0), reduction="none") * has
@@ -138,20 +139,20 @@ def pard_loss(
     return atom_loss + bond_weight * bond_loss + block_weight * block_loss
 
 
-def _guided(logits_fn, guidance: float, cond, cond_mask):
-    """Log-probabilities with classifier-free guidance: lu + s (lc - lu) (s = 1: conditional)."""
-    if cond is None or guidance == 1.0:
-        return [torch.log_softmax(x, -1) for x in logits_fn(cond, cond_mask)]
-    cond_l = logits_fn(cond, cond_mask)
-    free = logits_fn(cond, torch.zeros_like(cond_mask))
-    return [torch.log_softmax(u, -1) + guidance * (torch.log_softmax(c, -1) - torch.log_softmax(u, -1)) for c, u in zip(cond_l, free)]
+def _combine(logits: Sequence[torch.Tensor], guidance: float) -> torch.Tensor:
+    """Log-probabilities of one or, with classifier-free guidance, two predictions
+    (conditional, unconditional): lu + s (lc - lu)."""
+    if len(logits) == 1:
+        return torch.log_softmax(logits[0], -1)
+    lc, lu = torch.log_softmax(logits[0], -1), torch.log_softmax(logits[1], -1)
+    return lu + guidance * (lc - lu)
 
 
 @torch.no_grad()
 def sample_graphs(
     model: PARDNet, num: int, atoms: CategoricalProcess, bonds: CategoricalProcess, *, steps: int = 20,
     generator: torch.Generator | None = None, cond=None, cond_mask=None, guidance: float = 1.0,
-    prompt: MoleculeTensors | None = None, one_block: bool = False,
+    prompt: MoleculeTensors | None = None, one_block: bool = False, progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Generate ``num`` molecules block after block.
 
@@ -164,6 +165,7 @@ def sample_graphs(
         guidance: classifier-free guidance scale (1 = plain conditional).
         prompt: fixed first blocks (one molecule, e.g. a scaffold), kept unchanged.
         one_block: the model generates the whole molecule as one block.
+        progress: show a progress bar over blocks (tqdm).
 
     Returns:
         X (num, N) long, E (num, N, N) long symmetric, count (num,) long atoms per molecule.
@@ -182,51 +184,87 @@ def sample_graphs(
         count[:] = int((prompt.block[0] >= 0).sum())
         k0 = int(prompt.block[0].max()) + 1
     active = torch.ones(num, dtype=torch.bool, device=device)
-    positions = torch.arange(n, device=device)
-    empty = torch.full_like(block, -1)
-    zeros_t = torch.zeros(num, n, device=device)
+    classes = torch.arange(c.num_block_classes, device=device)
+
+    def variant_conds(idx):
+        if cond is None:
+            return [(None, None)]
+        if guidance == 1.0:
+            return [(cond[idx], cond_mask[idx])]
+        return [(cond[idx], cond_mask[idx]), (cond[idx], torch.zeros_like(cond_mask[idx]))]
+
+    grid = torch.linspace(1.0, 0.0, steps + 1)
+    bar = tqdm(total=None, desc=f"sampling {num} molecules", unit="block", disable=not progress, leave=False)
     for k in range(k0, n):
+        bar.set_postfix(unfinished=int(active.sum()))
+        bar.update()
+        # only unfinished molecules; the network reads the clean prefix and the new block alone
+        idx = active.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        b = idx.numel()
+        m = int(count[idx].max())
+        Xp, Ep, Bp, Dp = X[idx, :m], E[idx, :m, :m], block[idx, :m], degree[idx, :m]
+        # the clean prefix is encoded once per block (it never sees the noisy block), once per
+        # condition variant: (conditional[, unconditional])
+        prefix_views = Views.of(Bp, Bp[:, :0])
+        variants = []
+        for c_, m_ in variant_conds(idx):
+            cond_h = model.condition(c_, m_, b, device)
+            h, caches = model.encode_prefix(Xp, Ep, Bp, Dp, prefix_views, cond_h)
+            variants.append((cond_h, h, caches))
         # 1. the next block's size and degree
         if k == 0:
-            (lp,) = _guided(lambda cc, cm: [model.first_block(cc, cm, num, device)], guidance, cond, cond_mask)
+            lp = _combine([model.first_out(ch) for ch, _, _ in variants], guidance)
         else:
-            def prefix_logits(cc, cm):
-                return [model(X, E, block, X, E, empty, zeros_t, degree, cc, cm).next_block[:, k - 1]]
-            (lp,) = _guided(prefix_logits, guidance, cond, cond_mask)
-        size = torch.arange(c.num_block_classes, device=device) // d1
-        allowed = (size <= (n - count)[:, None]) & ((size > 0) if k == 0 else True)
+            lp = _combine([model.next_block_logits(h, Bp)[:, k - 1] for _, h, _ in variants], guidance)
+        size = classes // d1
+        allowed = (size[None, :] <= (n - count[idx])[:, None]) & ((size > 0) if k == 0 else True)
         if one_block and k > 0:
-            allowed = size == 0
+            allowed = (size == 0).expand_as(allowed)
         lp = lp.masked_fill(~allowed, float("-inf"))
         cls = torch.multinomial(lp.softmax(-1), 1, generator=generator).squeeze(1)
         new_size, new_degree = cls // d1, cls % d1
-        active &= new_size > 0
-        new_size = new_size * active
-        if not bool(active.any()):
+        active[idx[new_size == 0]] = False
+        keep = new_size > 0
+        if not bool(keep.any()):
             break
-        new = (positions >= count[:, None]) & (positions < (count + new_size)[:, None])
-        noisy_block = torch.where(new, torch.full_like(block, k), empty)
-        degree = torch.where(new, new_degree[:, None].expand_as(degree), degree)
-        touched = (new[:, :, None] & (block >= 0)[:, None, :]) | (new[:, :, None] & new[:, None, :])
-        touched = (touched | touched.transpose(1, 2)) & ~torch.eye(n, dtype=torch.bool, device=device)
+        idx, new_size, new_degree = idx[keep], new_size[keep], new_degree[keep]
+        Xp, Ep, Bp, Dp = Xp[keep], Ep[keep], Bp[keep], Dp[keep]
+        variants = [(ch[keep], None, [{key: v[keep] for key, v in cache.items()} for cache in caches])
+                    for ch, _, caches in variants]
+        b, s_max = idx.numel(), int(new_size.max())
+        slots = torch.arange(s_max, device=device)
+        real = slots[None, :] < new_size[:, None]  # (b, s_max) noisy slots in use
+        noisy_block = torch.where(real, torch.full_like(real, k, dtype=torch.long), torch.full_like(real, -1, dtype=torch.long))
+        noisy_degree = new_degree[:, None].expand(b, s_max)
+        views = Views.of(Bp, noisy_block)
         # 2. diffusion over the block's atoms and bonds
-        Xt = atoms.prior((num, n), generator, device)
-        Et = _symmetric(bonds.prior((num, n, n), generator, device))
-        grid = torch.linspace(1.0, 0.0, steps + 1)
+        Xt = atoms.prior((b, s_max), generator, device)
+        Ec = bonds.prior((b, s_max, m), generator, device)
+        Ew = _symmetric(bonds.prior((b, s_max, s_max), generator, device))
         for j in range(steps):
-            t = torch.full((num,), float(grid[j]), device=device)
-            s = torch.full((num,), float(grid[j + 1]), device=device)
-            t_node = t[:, None] * new
-
-            def denoise(cc, cm):
-                out = model(X, E, block, Xt, Et, noisy_block, t_node, degree, cc, cm)
-                return [out.atoms, out.bonds]
-
-            la, lb = _guided(denoise, guidance, cond, cond_mask)
-            Xt = atoms.step(Xt, la, t, s, generator)
-            Et = _symmetric(bonds.step(Et, lb, t, s, generator))
-        X = torch.where(new, Xt, X)
-        E = torch.where(touched, Et, E)
-        block = torch.where(new, noisy_block, block)
-        count = count + new_size
+            t = torch.full((b,), float(grid[j]), device=device)
+            s = torch.full((b,), float(grid[j + 1]), device=device)
+            t_node = t[:, None] * real
+            outs = [model.denoise(caches, Xt, Ec, Ew, noisy_block, t_node, noisy_degree, views, ch) for ch, _, caches in variants]
+            Xt = atoms.step(Xt, _combine([o[0] for o in outs], guidance), t, s, generator)
+            Ec = bonds.step(Ec, _combine([o[1] for o in outs], guidance), t, s, generator)
+            Ew = _symmetric(bonds.step(Ew, _combine([o[2] for o in outs], guidance), t, s, generator))
+        # 3. write the block into the molecules, after their count[b] atoms
+        at = count[idx][:, None] + slots[None, :]  # (b, s_max) where each new atom goes
+        bb, ii = real.nonzero(as_tuple=True)
+        rows, gi = idx[bb], at[bb, ii]
+        X[rows, gi] = Xt[bb, ii]
+        block[rows, gi] = k
+        degree[rows, gi] = new_degree[bb]
+        to_prefix = real[:, :, None] & (Bp >= 0)[:, None, :]
+        bb, ii, jj = to_prefix.nonzero(as_tuple=True)
+        E[idx[bb], at[bb, ii], jj] = Ec[bb, ii, jj]
+        E[idx[bb], jj, at[bb, ii]] = Ec[bb, ii, jj]
+        inside = real[:, :, None] & real[:, None, :] & ~torch.eye(s_max, dtype=torch.bool, device=device)
+        bb, ii, jj = inside.nonzero(as_tuple=True)
+        E[idx[bb], at[bb, ii], at[bb, jj]] = Ew[bb, ii, jj]
+        count[idx] = count[idx] + new_size
+    bar.close()
     return X, E, count
