@@ -32,7 +32,7 @@ from sciogen.diffusion import CategoricalProcess
 from sciogen.train.generator import Generator
 
 from .config import MoleculeConfig
-from .datasets import QM9_PROPERTIES, MoleculeDataset, load_moses, load_qm9
+from .datasets import QM9_PROPERTIES, MoleculeDataset, from_smiles, load_moses, load_qm9
 from .io import read_molecules, write_molecules
 from .network import PARDNet, PARDNetConfig
 from .pard import MoleculeTensors, marginals, pard_loss, sample_graphs, to_block_tensors
@@ -141,8 +141,6 @@ class MoleculeGenerator(Generator):
             if isinstance(data, (str, Path)):
                 records = read_molecules(data, on_error="skip")
                 data = records.mols
-            from .datasets import from_smiles
-
             return from_smiles(list(data), self.spec, on_error="skip")
         if d.dataset == "qm9":
             path = Path(d.path) if d.path else None
@@ -151,8 +149,6 @@ class MoleculeGenerator(Generator):
             return load_qm9(d.split, path=path, spec=self.spec, limit=d.limit, on_error="skip")
         if d.dataset == "moses":
             return load_moses(d.split, path=d.path, spec=self.spec, limit=d.limit, on_error="skip")
-        from .datasets import from_smiles
-
         records = read_molecules(d.path, on_error="skip")
         return from_smiles(records.mols[: d.limit] if d.limit else records.mols, self.spec, on_error="skip")
 

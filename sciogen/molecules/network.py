@@ -121,8 +121,8 @@ class PARDOutput:
 def graph_views(clean_block: torch.Tensor, noisy_block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Visibility of the doubled graph.
 
-    Returns ``vis`` (B, 2N, 2N) bool, ``vis[p, q]`` = q in V(p) (padding sees itself only),
-    and ``pair`` (B, 2N, 2N) bool, the pairs that stand for a bond of some view
+    Returns ``vis`` (B, Nc + Nn, Nc + Nn) bool, ``vis[p, q]`` = q in V(p) (padding sees itself
+    only), and ``pair`` (B, Nc + Nn, Nc + Nn) bool, the pairs that stand for a bond of some view
     (``vis | vis^T`` without padding).
     """
     vis = skip_causal_mask(clean_block, noisy_block)
