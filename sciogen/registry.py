@@ -243,3 +243,7 @@ register_domain(DomainSpec(
     description="molecular graphs (PARD: block-wise autoregressive discrete diffusion; QM9, MOSES)",
     demo="sciogen.molecules.demo:run_demo",
 ))
+register_domain(DomainSpec(
+    name="crystals", module="sciogen.crystals", generator="CrystalGenerator", extra="crystals",
+    description="crystals (DiffCSP-style joint diffusion: structure prediction and de novo; Perov-5, MP-20)",
+))

@@ -1,0 +1,124 @@
+"""The crystals domain's run config (one YAML file, e.g. ``domains/crystals/perov5.yaml``).
+
+Defaults follow DiffCSP (Jiao et al. 2023): cosine schedule for the lattice, wrapped normal
+with sigma in [0.005, 0.5] for fractional coordinates, predictor-corrector sampling; the
+network is smaller than DiffCSP's (hidden 512, 6 layers) for a CPU budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sciogen.train.config import ConfigError, RunConfig, TrainConfig
+
+__all__ = ["CrystalDataConfig", "CrystalModelConfig", "CrystalDiffusionConfig", "CrystalSamplingConfig", "CrystalConfig",
+           "DATASETS"]
+
+#: CDVAE-format benchmarks with dataset cards (``sciogen/datasets/<name>.yaml``)
+DATASETS = ("perov_5", "carbon_24", "mp_20", "mpts_52")
+
+
+@dataclass
+class CrystalDataConfig:
+    """Training crystals.
+
+    Attributes:
+        dataset: a CDVAE benchmark (:data:`DATASETS`) or ``"file"`` (``path``: a CDVAE CSV,
+            a CIF or a folder of CIFs).
+        path: local folder of the benchmark's CSV files (or the file); null: the cache.
+        split: the split trained on (Perov-5 here: ``val``, as the official train file is absent).
+        limit: only the first ``limit`` crystals (null: all).
+        niggli: Niggli-reduce cells before training (CDVAE, DiffCSP).
+        max_atoms: the largest cell the model supports (null: the largest training cell).
+    """
+
+    dataset: str = "perov_5"
+    path: str | None = None
+    split: Literal["train", "val", "test"] = "train"
+    limit: int | None = None
+    niggli: bool = True
+    max_atoms: int | None = None
+
+    def __post_init__(self):
+        if self.dataset not in (*DATASETS, "file"):
+            raise ConfigError(f"data.dataset={self.dataset!r}; allowed: {', '.join(DATASETS)}, file")
+        if self.dataset == "file" and not self.path:
+            raise ConfigError("data.path is required when data.dataset is 'file'")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"data.limit must be >= 1 or null, got {self.limit}")
+
+
+@dataclass
+class CrystalModelConfig:
+    """Size of the :class:`~sciogen.crystals.network.CSPNet`."""
+
+    hidden: int = 256
+    layers: int = 4
+    frequencies: int = 32
+    time_dim: int = 64
+
+    def __post_init__(self):
+        if min(self.hidden, self.layers, self.frequencies, self.time_dim) < 1 or self.time_dim % 2:
+            raise ConfigError("model sizes must be >= 1 and model.time_dim even")
+
+
+@dataclass
+class CrystalDiffusionConfig:
+    """The three processes and the loss (see :mod:`sciogen.crystals.diffcsp`).
+
+    Attributes:
+        lattice_schedule: the Gaussian schedule of the lattice (DiffCSP: cosine).
+        sigma_min, sigma_max: the wrapped normal of the coordinates (DiffCSP: 0.005, 0.5).
+        type_transition: categorical transitions of element types (de novo).
+        csp_fraction: share of training crystals whose types stay clean (structure prediction).
+        weights: loss weights of lattice, coordinates, types.
+    """
+
+    lattice_schedule: Literal["cosine", "linear"] = "cosine"
+    sigma_min: float = 0.005
+    sigma_max: float = 0.5
+    type_transition: Literal["marginal", "uniform"] = "marginal"
+    csp_fraction: float = 0.5
+    weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+    def __post_init__(self):
+        if not 0.0 <= self.csp_fraction <= 1.0:
+            raise ConfigError(f"diffusion.csp_fraction must be in [0, 1], got {self.csp_fraction}")
+        if len(self.weights) != 3 or min(self.weights) < 0:
+            raise ConfigError(f"diffusion.weights must be 3 non-negative numbers (lattice, coordinates, types), got {self.weights}")
+
+
+@dataclass
+class CrystalSamplingConfig:
+    """Sampling defaults: predictor steps, Langevin corrector, crystals per network call.
+
+    DiffCSP samples with 1,000 steps and a corrector step size of 5e-7 on Perov-5 (1e-5 on MP-20).
+    """
+
+    solver: Literal["pc"] = "pc"
+    steps: int = 200
+    corrector_steps: int = 1
+    step_lr: float = 5e-7
+    batch_size: int = 500
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.corrector_steps < 0 or self.step_lr <= 0:
+            raise ConfigError("sampling.steps and batch_size must be >= 1, corrector_steps >= 0, step_lr > 0")
+
+
+def _train_defaults() -> TrainConfig:
+    return TrainConfig(steps=20000, batch_size=128, lr=1e-3, warmup_steps=200, decay="cosine", min_lr_ratio=0.05,
+                       grad_clip=1.0, ema_decay=0.999, checkpoint_every=1000, log_every=50)
+
+
+@dataclass
+class CrystalConfig(RunConfig):
+    """A DiffCSP-style run: data, network, diffusion, sampling defaults and trainer options."""
+
+    domain: str = "crystals"
+    data: CrystalDataConfig = field(default_factory=CrystalDataConfig)
+    model: CrystalModelConfig = field(default_factory=CrystalModelConfig)
+    diffusion: CrystalDiffusionConfig = field(default_factory=CrystalDiffusionConfig)
+    sampling: CrystalSamplingConfig = field(default_factory=CrystalSamplingConfig)
+    train: TrainConfig = field(default_factory=_train_defaults)

@@ -1,0 +1,214 @@
+"""``CrystalGenerator``: DiffCSP-style joint diffusion behind the generator verbs.
+
+    >>> import sciogen
+    >>> gen = sciogen.load("crystals/perov5")                      # doctest: +SKIP
+    >>> gen.sample(20, composition="SrTiO3", seed=0)               # structure prediction (CSP)
+    >>> gen.sample(20, seed=0)                                     # de novo: composition too
+    >>> gen.sample(3, composition=["SrTiO3", "BaZrO3", "KNbO3"])   # one composition per sample
+    >>> sciogen.crystals.evaluate(structures, reference)           # CDVAE / DiffCSP metrics
+
+Samples are pymatgen ``Structure`` objects (None where a lattice came out degenerate).
+One network serves both tasks (see :mod:`sciogen.crystals.diffcsp`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from sciogen.diffusion import CategoricalProcess, GaussianProcess, WrappedNormalProcess
+from sciogen.train.generator import Generator
+
+from .config import CrystalConfig
+from .datasets import DEFAULT_MAX_ATOMS, crystal_tensors, load_crystals
+from .diffcsp import CrystalProcesses, crystal_loss, sample_crystals
+from .io import read_structures, write_structures
+from .network import CSPNet, CSPNetConfig
+from .representation import CrystalError, CrystalSpec, CrystalTensors, from_tensors, parse_composition
+
+__all__ = ["CrystalGenerator"]
+
+#: local copies used in development (relative to the repository root)
+SHARED_CRYSTALS = Path("../shared/datasets/crystals")
+
+
+class _Crystals(Dataset):
+    def __init__(self, tensors: CrystalTensors):
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __getitem__(self, i):
+        return self.tensors[i]
+
+
+class CrystalGenerator(Generator):
+    """Crystal structure prediction and de novo generation. Domain ``"crystals"``.
+
+    ``fit(data)`` accepts a list of pymatgen Structures, :class:`CrystalRecords` or a file
+    path (CDVAE CSV, CIF, folder of CIFs); with no data it reads ``config.data``.
+    """
+
+    domain = "crystals"
+    config_class = CrystalConfig
+
+    def __init__(self, config: CrystalConfig | None = None):
+        config = CrystalConfig() if config is None else config
+        max_atoms = config.data.max_atoms or DEFAULT_MAX_ATOMS.get(config.data.dataset, 20)
+        self.spec = CrystalSpec.all_elements(max_atoms)
+        k = self.spec.num_types
+        self.type_marginals = torch.full((k,), 1.0 / k, dtype=torch.float64)
+        self.atom_count_probs = torch.zeros(max_atoms + 1, dtype=torch.float64)
+        self.atom_count_probs[max_atoms] = 1.0
+        self.scale = 2.5
+        super().__init__(config)
+
+    def build_model(self) -> nn.Module:
+        m = self.config.model
+        return CSPNet(CSPNetConfig(self.spec.num_types, m.hidden, m.layers, m.frequencies, m.time_dim))
+
+    def processes(self) -> CrystalProcesses:
+        d = self.config.diffusion
+        marginals = self.type_marginals if d.type_transition == "marginal" else None
+        return CrystalProcesses(
+            lattice=GaussianProcess(d.lattice_schedule, prediction="eps"),
+            frac=WrappedNormalProcess(d.sigma_min, d.sigma_max),
+            types=CategoricalProcess(self.spec.num_types, d.type_transition, marginals),
+            scale=self.scale,
+        )
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def _records(self, data: Any):
+        from .io import CrystalRecords
+
+        if data is None:
+            d = self.config.data
+            return load_crystals(d.dataset, d.split, d.path, d.limit)
+        if isinstance(data, CrystalRecords):
+            return data
+        if isinstance(data, (str, Path)):
+            return read_structures(data)
+        structures = list(data)
+        return CrystalRecords(structures, [str(i) for i in range(len(structures))], source="structures")
+
+    def training_data(self, data: Any = None) -> Dataset:
+        recs = self._records(data)
+        if len(recs) == 0:
+            raise CrystalError("no training crystals")
+        tensors = crystal_tensors(recs, self.spec, niggli=self.config.data.niggli)
+        counts = torch.bincount(tensors.types[tensors.mask], minlength=self.spec.num_types).double()
+        self.type_marginals = counts / counts.sum()
+        sizes = torch.bincount(tensors.num_atoms, minlength=self.spec.max_atoms + 1).double()
+        self.atom_count_probs = sizes / sizes.sum()
+        volumes = torch.linalg.det(tensors.lattice.double()).abs()
+        self.scale = float((volumes / tensors.num_atoms.double()).pow(1.0 / 3.0).mean())
+        return _Crystals(tensors)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "type_marginals": self.type_marginals,
+                "atom_count_probs": self.atom_count_probs, "scale": self.scale}
+
+    def load_metadata(self, metadata: Mapping[str, Any]) -> None:
+        if "spec" in metadata:
+            self.spec = CrystalSpec.from_dict(metadata["spec"])
+            self.type_marginals = torch.as_tensor(metadata["type_marginals"], dtype=torch.float64)
+            self.atom_count_probs = torch.as_tensor(metadata["atom_count_probs"], dtype=torch.float64)
+            self.scale = float(metadata["scale"])
+
+    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
+        d = self.config.diffusion
+        return crystal_loss(model, batch, self.processes(), generator, d.csp_fraction, tuple(d.weights))
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    def _sampling_defaults(self):
+        return self.config.sampling
+
+    @classmethod
+    def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--composition", help="cell composition for structure prediction, e.g. SrTiO3 (default: de novo)")
+        parser.add_argument("--corrector-steps", dest="corrector_steps", type=int, help="Langevin corrector steps per step")
+        parser.add_argument("--step-lr", dest="step_lr", type=float, help="corrector step size (DiffCSP: 5e-7 on Perov-5)")
+
+    def composition_types(self, composition: Any, n: int) -> torch.Tensor:
+        """Element indices (n, N) (-1 padding) for one composition or a list of n compositions
+        (formulas, pymatgen Compositions or Structures)."""
+        items = [composition] * n if isinstance(composition, str) or not isinstance(composition, Sequence) else list(composition)
+        if len(items) != n:
+            raise ValueError(f"got {len(items)} compositions for n={n} samples; give one, or one per sample")
+        cells = [parse_composition(c.composition if hasattr(c, "lattice") else c, self.spec) for c in items]
+        out = torch.full((n, max(map(len, cells))), -1, dtype=torch.long)
+        for i, zs in enumerate(cells):
+            out[i, :len(zs)] = torch.tensor([self.spec.index(z) for z in zs])
+        return out
+
+    @torch.no_grad()
+    def sample(self, n: int, *, composition: Any = None, **kwargs) -> Any:
+        """Draw ``n`` crystals: of the given ``composition`` (CSP; one, or one per sample)
+        or de novo. Other options: ``steps``, ``seed``, ``batch_size``, ``corrector_steps``,
+        ``step_lr``, ``tensors=True`` (raw tensors instead of Structures)."""
+        if composition is not None:
+            kwargs["types"] = self.composition_types(composition, int(n))
+        self._batch = kwargs.get("batch_size") or self.config.sampling.batch_size
+        return super().sample(n, **kwargs)
+
+    def _sample_chunk(self, index, size, seed, steps, solver, conditions):
+        types = conditions.get("types")
+        if types is not None:
+            start = index * self._batch
+            conditions = {**conditions, "types": types[start:start + size]}
+        return super()._sample_chunk(index, size, seed, steps, solver, conditions)
+
+    def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
+                     types: torch.Tensor | None = None, corrector_steps: int | None = None,
+                     step_lr: float | None = None, tensors: bool = False) -> Any:
+        if solver != "pc":
+            raise ValueError(f"unknown solver {solver!r} for crystals; allowed: pc (DiffCSP's predictor-corrector)")
+        s = self.config.sampling
+        if types is None:
+            num_atoms = torch.multinomial(self.atom_count_probs.float(), n, replacement=True, generator=generator)
+        else:
+            num_atoms = (types >= 0).sum(1)
+        out = sample_crystals(model, self.processes(), num_atoms.to(self.device), types=types, steps=steps,
+                              corrector_steps=s.corrector_steps if corrector_steps is None else corrector_steps,
+                              step_lr=s.step_lr if step_lr is None else step_lr, generator=generator)
+        if tensors:
+            return [{"types": out["types"][i], "frac": out["frac"][i], "lattice": out["lattice"][i]} for i in range(n)]
+        return from_tensors(out["types"], out["frac"], out["lattice"], num_atoms, self.spec)
+
+    # -- metrics and files -------------------------------------------------------------------------
+
+    def reference_data(self) -> Any:
+        return self.config.data.dataset if self.config.data.dataset != "file" else None
+
+    @classmethod
+    def evaluate_samples(cls, samples: Any, reference: Any = None) -> dict[str, float]:
+        from .metrics import evaluate
+
+        return evaluate(samples, reference=_reference_structures(reference), task="gen")
+
+    @classmethod
+    def write_samples(cls, samples: Any, path: str | Path) -> Path:
+        return write_structures(samples, path)
+
+    @classmethod
+    def read_samples(cls, path: str | Path) -> Any:
+        return read_structures(path, on_error="skip").structures
+
+
+def _reference_structures(reference: Any):
+    """Reference crystals from a dataset name (its test split), a file, or structures."""
+    if reference is None or not isinstance(reference, (str, Path)):
+        return reference
+    name = str(reference).replace("-", "_").lower().replace("perov5", "perov_5").replace("mp20", "mp_20")
+    if name in DEFAULT_MAX_ATOMS:
+        local = SHARED_CRYSTALS / name
+        return load_crystals(name, "test", local if (local / "test.csv").is_file() else None).structures
+    return read_structures(reference, on_error="skip").structures
