@@ -93,17 +93,21 @@ class CrystalDiffusionConfig:
 class CrystalSamplingConfig:
     """Sampling defaults: predictor steps, Langevin corrector, crystals per network call.
 
-    DiffCSP samples with 1,000 steps and a corrector step size of 5e-7 on Perov-5 (1e-5 on MP-20).
+    DiffCSP samples with 1,000 steps; its recommended corrector step sizes (``step_lr``,
+    ``recommand_step_lr`` of its ``scripts/eval_utils.py``) are 5e-7 for structure
+    prediction on Perov-5 (1e-5 on MP-20) and 1e-6 for de novo generation on Perov-5
+    (5e-6 on MP-20).
     """
 
     solver: Literal["pc"] = "pc"
     steps: int = 200
     corrector_steps: int = 1
     step_lr: float = 5e-7
+    denovo_step_lr: float = 1e-6
     batch_size: int = 500
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.corrector_steps < 0 or self.step_lr <= 0:
+        if self.steps < 1 or self.batch_size < 1 or self.corrector_steps < 0 or min(self.step_lr, self.denovo_step_lr) <= 0:
             raise ConfigError("sampling.steps and batch_size must be >= 1, corrector_steps >= 0, step_lr > 0")
 
 

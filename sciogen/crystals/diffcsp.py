@@ -83,6 +83,7 @@ def crystal_loss(net, batch: dict[str, torch.Tensor], proc: CrystalProcesses, ge
 @torch.no_grad()
 def sample_crystals(net, proc: CrystalProcesses, num_atoms: torch.Tensor, *, types: torch.Tensor | None = None,
                     steps: int = 200, corrector_steps: int = 1, step_lr: float = 1e-5,
+                    allowed_types: torch.Tensor | None = None,
                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Generate crystals: structure prediction when ``types`` is given, else de novo.
 
@@ -92,6 +93,8 @@ def sample_crystals(net, proc: CrystalProcesses, num_atoms: torch.Tensor, *, typ
         types: (B, N) element indices (-1 on padding) kept fixed (CSP), or None (drawn).
         steps: predictor steps (network calls: steps + corrector_steps * (steps - 1)).
         corrector_steps, step_lr: DiffCSP's Langevin corrector of the coordinates.
+        allowed_types: (K,) bool, the element types de novo samples may contain (e.g. those
+            of the training data); the others get zero probability in every type step.
 
     Returns: dict(types (B, N) long, -1 on padding; frac (B, N, 3); lattice (B, 3, 3) Å).
     """
@@ -121,7 +124,10 @@ def sample_crystals(net, proc: CrystalProcesses, num_atoms: torch.Tensor, *, typ
         lattice = proc.lattice.step(lattice, pred["lattice"], t, s, generator)
         frac = proc.frac.predictor_step(frac, pred["frac"], t, None if last else s, generator)
         if not fixed:
-            cur_types = proc.types.step(cur_types, pred["types"], t, s, generator)
+            logits = pred["types"]
+            if allowed_types is not None:
+                logits = logits.masked_fill(~allowed_types.to(dev), float("-inf"))
+            cur_types = proc.types.step(cur_types, logits, t, s, generator)
         if not last:
             for _ in range(int(corrector_steps)):
                 pred = net(cur_types, frac, lattice, mask, s, zeros if fixed else s)

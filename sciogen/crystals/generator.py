@@ -29,7 +29,7 @@ from .datasets import DEFAULT_MAX_ATOMS, crystal_tensors, load_crystals
 from .diffcsp import CrystalProcesses, crystal_loss, sample_crystals
 from .io import read_structures, write_structures
 from .network import CSPNet, CSPNetConfig
-from .representation import CrystalError, CrystalSpec, CrystalTensors, from_tensors, parse_composition
+from .representation import CrystalError, CrystalSpec, UnknownElementError, CrystalTensors, from_tensors, parse_composition
 
 __all__ = ["CrystalGenerator"]
 
@@ -135,7 +135,7 @@ class CrystalGenerator(Generator):
     def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--composition", help="cell composition for structure prediction, e.g. SrTiO3 (default: de novo)")
         parser.add_argument("--corrector-steps", dest="corrector_steps", type=int, help="Langevin corrector steps per step")
-        parser.add_argument("--step-lr", dest="step_lr", type=float, help="corrector step size (DiffCSP: 5e-7 on Perov-5)")
+        parser.add_argument("--step-lr", dest="step_lr", type=float, help="corrector step size (default: the model's; DiffCSP on Perov-5: 5e-7 CSP, 1e-6 de novo)")
 
     def composition_types(self, composition: Any, n: int) -> torch.Tensor:
         """Element indices (n, N) (-1 padding) for one composition or a list of n compositions
@@ -144,6 +144,16 @@ class CrystalGenerator(Generator):
         if len(items) != n:
             raise ValueError(f"got {len(items)} compositions for n={n} samples; give one, or one per sample")
         cells = [parse_composition(c.composition if hasattr(c, "lattice") else c, self.spec) for c in items]
+        seen = {z for z, p in zip(self.spec.elements, self.type_marginals.tolist()) if p > 0}
+        for c, zs in zip(items, cells):
+            unseen = sorted(set(zs) - seen)
+            if unseen:
+                from pymatgen.core import Element
+
+                names = ", ".join(Element.from_Z(z).symbol for z in unseen)
+                known = ", ".join(Element.from_Z(z).symbol for z in sorted(seen))
+                raise UnknownElementError(f"composition {c}: {names} never occurs in the training data of this model "
+                                          f"(its elements: {known})")
         out = torch.full((n, max(map(len, cells))), -1, dtype=torch.long)
         for i, zs in enumerate(cells):
             out[i, :len(zs)] = torch.tensor([self.spec.index(z) for z in zs])
@@ -178,7 +188,8 @@ class CrystalGenerator(Generator):
             num_atoms = (types >= 0).sum(1)
         out = sample_crystals(model, self.processes(), num_atoms.to(self.device), types=types, steps=steps,
                               corrector_steps=s.corrector_steps if corrector_steps is None else corrector_steps,
-                              step_lr=s.step_lr if step_lr is None else step_lr, generator=generator)
+                              step_lr=step_lr or (s.step_lr if types is not None else s.denovo_step_lr),
+                              allowed_types=self.type_marginals > 0, generator=generator)
         if tensors:
             return [{"types": out["types"][i], "frac": out["frac"][i], "lattice": out["lattice"][i]} for i in range(n)]
         return from_tensors(out["types"], out["frac"], out["lattice"], num_atoms, self.spec)
