@@ -69,6 +69,10 @@ class CrystalDiffusionConfig:
 
     Attributes:
         lattice_schedule: the Gaussian schedule of the lattice (DiffCSP: cosine).
+        lattice_prediction: what the network predicts for the lattice. ``"v"`` (default):
+            the cosine schedule ends at alpha(1) ~ 5e-4, where the x0 estimate of an eps
+            model divides by alpha and the first sampling steps of a short grid blow up
+            (DiffCSP's eps model samples with 1,000 steps).
         sigma_min, sigma_max: the wrapped normal of the coordinates (DiffCSP: 0.005, 0.5).
         type_transition: categorical transitions of element types (de novo).
         csp_fraction: share of training crystals whose types stay clean (structure prediction).
@@ -76,6 +80,7 @@ class CrystalDiffusionConfig:
     """
 
     lattice_schedule: Literal["cosine", "linear"] = "cosine"
+    lattice_prediction: Literal["eps", "v", "x0"] = "v"
     sigma_min: float = 0.005
     sigma_max: float = 0.5
     type_transition: Literal["marginal", "uniform"] = "marginal"

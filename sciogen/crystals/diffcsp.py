@@ -2,7 +2,7 @@
 
 The three fields of a crystal each have their own process from :mod:`sciogen.diffusion`:
 
-- lattice: Gaussian (variance-preserving, cosine schedule, eps prediction) on the
+- lattice: Gaussian (variance-preserving, cosine schedule, v prediction) on the
   lattice matrix divided by the crystal's length scale ``scale * N^(1/3)`` (a scalar per
   crystal, so rotations still act on it as on the lattice itself);
 - fractional coordinates: the wrapped normal on [0, 1)^3 (normalised-score prediction);
@@ -53,7 +53,8 @@ def lattice_scale(scale: float, num_atoms: torch.Tensor) -> torch.Tensor:
 
 def crystal_loss(net, batch: dict[str, torch.Tensor], proc: CrystalProcesses, generator: torch.Generator,
                  csp_fraction: float = 0.5, weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> torch.Tensor:
-    """Per-crystal loss (B,): lattice eps MSE + coordinate score MSE + type cross-entropy.
+    """Per-crystal loss (B,): lattice MSE (of its process's prediction target) + coordinate
+    score MSE + type cross-entropy.
 
     ``batch``: types (B, N) long (-1 = padding), frac (B, N, 3), lattice (B, 3, 3) in Å,
     num_atoms (B,). ``weights``: (lattice, coordinates, types).

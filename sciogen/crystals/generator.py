@@ -77,7 +77,7 @@ class CrystalGenerator(Generator):
         d = self.config.diffusion
         marginals = self.type_marginals if d.type_transition == "marginal" else None
         return CrystalProcesses(
-            lattice=GaussianProcess(d.lattice_schedule, prediction="eps"),
+            lattice=GaussianProcess(d.lattice_schedule, prediction=d.lattice_prediction),
             frac=WrappedNormalProcess(d.sigma_min, d.sigma_max),
             types=CategoricalProcess(self.spec.num_types, d.type_transition, marginals),
             scale=self.scale,

@@ -12,8 +12,9 @@ periodic translation of all atoms). The outputs are
 
 - the normalised score of the fractional coordinates, a linear map of h_i: (N, 3), invariant
   under rotations and translations, equivariant under atom permutations;
-- the lattice noise eps_L = H L with H a 3 x 3 matrix read from mean_i h_i: rotates with
-  the lattice (eps_L R^T), so the lattice process is O(3)-equivariant;
+- the lattice prediction (eps or v of the lattice process) H L with H a 3 x 3 matrix read
+  from mean_i h_i: rotates with the lattice (H L R^T), so the lattice process is
+  O(3)-equivariant;
 - logits of the element types (de novo generation): (N, K_types).
 
 Dense batches: all pairs of a padded (B, N) batch, masked; fine for cells of <= ~60 atoms.
@@ -82,7 +83,7 @@ class CSPNet(nn.Module):
         frac (B, N, 3) in [0, 1), lattice (B, 3, 3) scaled to O(1) (rows = vectors),
         mask (B, N) bool, t (B,) time of lattice and coordinates, t_types (B,) time of the
         types (0 = the types are given, as in crystal structure prediction).
-        -> dict(frac=(B, N, 3) normalised score, lattice=(B, 3, 3) eps, types=(B, N, K) logits).
+        -> dict(frac=(B, N, 3) normalised score, lattice=(B, 3, 3) eps or v, types=(B, N, K) logits).
     """
 
     def __init__(self, config: CSPNetConfig):
