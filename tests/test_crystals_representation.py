@@ -142,3 +142,17 @@ def test_write_structures_folder_and_csv(tmp_path):
     csv_path = write_structures(structures, tmp_path / "out.csv")
     assert len(read_structures(csv_path)) == 2
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_unigenx_jsonl_records(tmp_path):
+    path = PEROV.parent / "mp_20_unigenx_example" / "mp20_10.jsonl"
+    if not path.is_file():
+        pytest.skip(f"UniGenX's example records are not at {path}")
+    recs = read_structures(path)
+    assert len(recs) == 10 and recs.ids[0] == "mp-10009"
+    assert recs.structures[0].composition.reduced_formula == "GaTe"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(path.read_text().splitlines()[0] + "\n{\"material_id\": \"x\", \"lattice\": [[1, 0, 0]]}\n")
+    with pytest.raises(CrystalError, match="line 2"):
+        read_structures(bad)
+    assert len(read_structures(bad, on_error="skip")) == 1

@@ -26,7 +26,8 @@ from .representation import CifParseError, CrystalError, check_ordered
 if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.core import Structure
 
-__all__ = ["CrystalRecords", "parse_cif", "read_cif", "write_cif", "read_cdvae_csv", "read_structures", "write_structures"]
+__all__ = ["CrystalRecords", "parse_cif", "read_cif", "write_cif", "read_cdvae_csv", "read_unigenx_jsonl",
+           "read_structures", "write_structures"]
 
 OnError = Literal["raise", "skip"]
 
@@ -137,8 +138,41 @@ def read_cdvae_csv(path: str | Path, on_error: OnError = "raise", limit: int | N
     return recs
 
 
+def read_unigenx_jsonl(path: str | Path, on_error: OnError = "raise") -> CrystalRecords:
+    """Structures of UniGenX's JSON-lines records (``material_id``, ``lattice`` 3 x 3 rows in Å,
+    ``sites`` with ``element`` and ``fractional_coordinates``); other numeric fields become
+    properties."""
+    import json
+
+    from pymatgen.core import Lattice, Structure
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no JSON-lines file at {path}")
+    recs = CrystalRecords([], [], {}, [], str(path))
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        ident = str(line_number)
+        try:
+            row = json.loads(line)
+            ident = str(row.get("material_id", line_number))
+            sites = row["sites"]
+            structure = Structure(Lattice(row["lattice"]), [x["element"] for x in sites],
+                                  [x["fractional_coordinates"] for x in sites])
+        except (ValueError, KeyError, TypeError) as exc:
+            if on_error == "raise":
+                raise CrystalError(f"{path.name} line {line_number} (material_id {ident}): not a UniGenX crystal record "
+                                   f"({type(exc).__name__}: {exc})") from None
+            recs.skipped.append((line_number, ident, str(exc)))
+            continue
+        recs.structures.append(structure)
+        recs.ids.append(ident)
+    return recs
+
+
 def read_structures(path: str | Path, on_error: OnError = "raise") -> CrystalRecords:
-    """Structures from a CIF file, a folder of ``*.cif`` files, or a CDVAE CSV."""
+    """Structures from a CIF file, a folder of ``*.cif`` files, a CDVAE CSV or UniGenX JSON lines."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.cif"))
@@ -158,7 +192,9 @@ def read_structures(path: str | Path, on_error: OnError = "raise") -> CrystalRec
         return read_cdvae_csv(path, on_error)
     if path.suffix.lower() == ".cif":
         return CrystalRecords([read_cif(path)], [path.stem], {}, [], str(path))
-    raise ValueError(f"{path}: expected a .cif file, a folder of .cif files or a CDVAE .csv")
+    if path.suffix.lower() in (".jsonl", ".json"):
+        return read_unigenx_jsonl(path, on_error)
+    raise ValueError(f"{path}: expected a .cif file, a folder of .cif files, a CDVAE .csv or UniGenX .jsonl")
 
 
 def write_structures(structures: Sequence["Structure | None"], path: str | Path, prefix: str = "sample") -> Path:
