@@ -246,4 +246,5 @@ register_domain(DomainSpec(
 register_domain(DomainSpec(
     name="crystals", module="sciogen.crystals", generator="CrystalGenerator", extra="crystals",
     description="crystals (DiffCSP-style joint diffusion: structure prediction and de novo; Perov-5, MP-20)",
+    demo="sciogen.crystals.demo:run_demo",
 ))
