@@ -8,7 +8,9 @@ row (stol 0.5, ltol 0.3, angle_tol 10, DiffCSP's validity filter):
 2. floor: the ground-truth lattice and composition with uniformly random fractional coordinates;
 3. ceiling: the ground truth with Gaussian noise of ``--noise`` Å on every Cartesian coordinate;
 4. the sciogen model (default: the shipped ``crystals/perov5``): CSP at k = 1 with the
-   model's default steps and with DiffCSP's 1,000 steps, and best of k = 20 (``--k20``);
+   model's default steps and (CSPNet models) with DiffCSP's 1,000 steps, and best of
+   k = 20 (``--k20``); a UniGenX model (``crystals/perov5-unigenx``) is run the same way
+   with ``--label``, its steps being solver steps per number;
 5. de novo generation of ``--n-gen`` crystals: structural / compositional validity,
    uniqueness, novelty against the training file (val.csv) and the Wasserstein distances of
    density and element count against the subset;
@@ -18,8 +20,10 @@ row (stol 0.5, ltol 0.3, angle_tol 10, DiffCSP's validity filter):
 Seconds per structure are wall-clock on ``--threads`` CPU threads.
 
     python benchmarks/crystals.py [--data ../shared/datasets/crystals/perov_5] [--model crystals/perov5] [--k20]
+    python benchmarks/crystals.py --model crystals/perov5-unigenx --label "sciogen UniGenX" \
+        --out benchmarks/results/crystals_unigenx.json
 
-Writes ``benchmarks/results/crystals.json``.
+Writes ``benchmarks/results/crystals.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads while sampling")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--label", default="sciogen", help="name of the model's rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     clock = time.perf_counter()
@@ -100,12 +105,13 @@ def main(argv: list[str] | None = None) -> dict:
         gen = sciogen.load(args.model, device="cpu")
         model_info = {"model": args.model, "trained_steps": gen.trained_steps,
                       "parameters": sum(p.numel() for p in gen.model.parameters()), "sampling": vars(gen.config.sampling)}
-        for steps in args.steps or sorted({gen.config.sampling.steps, 1000}):
-            rows[f"sciogen CSP k=1, {steps} steps"] = csp_row(gen, truth, steps, 1, args.seed, args.threads)
-            print(rows[f"sciogen CSP k=1, {steps} steps"], flush=True)
+        default_steps = {gen.config.sampling.steps} | ({1000} if gen.config.sampling.solver == "pc" else set())
+        for steps in args.steps or sorted(default_steps):
+            rows[f"{args.label} CSP k=1, {steps} steps"] = csp_row(gen, truth, steps, 1, args.seed, args.threads)
+            print(rows[f"{args.label} CSP k=1, {steps} steps"], flush=True)
         if args.k20:
             steps = gen.config.sampling.steps
-            rows[f"sciogen CSP k=20, {steps} steps"] = csp_row(gen, truth, steps, 20, args.seed + 100, args.threads)
+            rows[f"{args.label} CSP k=20, {steps} steps"] = csp_row(gen, truth, steps, 20, args.seed + 100, args.threads)
         torch.set_num_threads(args.threads)
         start = time.perf_counter()
         samples = gen.sample(args.n_gen, seed=args.seed + 1000)
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(1)
         train = read_cdvae_csv(args.data / "val.csv").structures
         gen_metrics = evaluate(samples, truth, task="gen", train=train)
-        rows[f"sciogen de novo, {gen.config.sampling.steps} steps"] = {
+        rows[f"{args.label} de novo, {gen.config.sampling.steps} steps"] = {
             **gen_metrics, "s_per_structure": seconds / args.n_gen}
     result = {
         "benchmark": "Perov-5 CSP and de novo generation",

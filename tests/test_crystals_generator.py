@@ -1,4 +1,5 @@
-"""CrystalGenerator end to end on a tiny model: fit, CSP and de novo sampling, save / load, CLI."""
+"""CrystalGenerator end to end on tiny models (CSPNet and UniGenX): fit, CSP and de novo sampling,
+save / load, CLI."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from pymatgen.core import Lattice, Structure  # noqa: E402
 
 from sciogen.crystals import CrystalConfig, CrystalGenerator, UnknownElementError, read_structures  # noqa: E402
 from sciogen.crystals.config import CrystalDataConfig, CrystalModelConfig, CrystalSamplingConfig  # noqa: E402
-from sciogen.train.config import ConfigError  # noqa: E402
+from sciogen.ar import TokenAR  # noqa: E402
+from sciogen.registry import load_run_config  # noqa: E402
+from sciogen.train.config import ConfigError, from_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,3 +117,91 @@ def test_cli_sample_and_evaluate(trained, tmp_path):
                          check=True, capture_output=True, text=True, cwd=ROOT)
     metrics = json.loads(res.stdout)
     assert 0.0 <= metrics["structural_validity"] <= 1.0 and "wdist_density" in metrics
+
+
+# -- model.kind: unigenx ------------------------------------------------------------------------
+
+ALLOWED = {8, 38, 22, 56, 40, 20, 19, 41}
+
+
+@pytest.fixture(scope="module")
+def trained_unigenx(tmp_path_factory):
+    torch.set_num_threads(1)
+    config = CrystalConfig(data=CrystalDataConfig(dataset="file", path="unused", max_atoms=6),
+                           model=CrystalModelConfig(kind="unigenx", hidden=32, layers=2, heads=2, head_width=32,
+                                                    head_depth=2, frac_scale=1.5),
+                           sampling=CrystalSamplingConfig(solver="ddim", steps=5, batch_size=4))
+    config.train.steps, config.train.batch_size, config.train.progress = 40, 16, False
+    config.train.tensorboard, config.train.log_every, config.train.checkpoint_every = False, 10, 40
+    run = tmp_path_factory.mktemp("run")
+    gen = CrystalGenerator(config).fit(_perovskites(), run_dir=run)
+    return gen, run
+
+
+def test_unigenx_fit_builds_a_unigenx_model_and_learns(trained_unigenx):
+    gen, run = trained_unigenx
+    assert isinstance(gen.model, TokenAR) and gen.trained_steps == 40
+    assert gen.tokenizer.frac_scale == 1.5 and gen.model.config.max_len == gen.tokenizer.max_len
+    losses = [float(line.split(",")[1]) for line in (run / "metrics.csv").read_text().splitlines()[1:] if line.count(",") >= 2]
+    assert losses[-1] < losses[0]
+
+
+def test_unigenx_csp_keeps_the_composition_and_is_reproducible(trained_unigenx):
+    gen, _ = trained_unigenx
+    a = gen.sample(6, composition="SrTiO3", seed=3)
+    b = gen.sample(6, composition="SrTiO3", seed=3)
+    assert all(s is not None and s.composition.reduced_formula == "SrTiO3" for s in a)
+    assert [s.frac_coords.tolist() for s in a] == [s.frac_coords.tolist() for s in b]
+    mixed = gen.sample(5, composition=["SrTiO3", "BaZrO3", "KNbO3", "CaTiO3", "BaZrO3"], seed=0)
+    assert [s.composition.reduced_formula for s in mixed] == ["SrTiO3", "BaZrO3", "KNbO3", "CaTiO3", "BaZrO3"]
+    with pytest.raises(UnknownElementError, match="Fe"):
+        gen.sample(2, composition="FeTiO3")
+
+
+def test_unigenx_de_novo_uses_the_training_elements(trained_unigenx):
+    gen, _ = trained_unigenx
+    out = gen.sample(8, seed=1, steps=3, solver="dpm++2m")
+    assert len(out) == 8
+    for s in out:
+        assert s is None or (1 <= len(s) <= 6 and {site.specie.Z for site in s} <= ALLOWED)
+
+
+def test_unigenx_options_of_the_other_kind_are_rejected(trained_unigenx):
+    gen, _ = trained_unigenx
+    with pytest.raises(ValueError, match="step_lr belong to CSPNet"):
+        gen.sample(2, composition="SrTiO3", step_lr=1e-5)
+    with pytest.raises(ValueError, match="solver 'pc'"):
+        gen.sample(2, composition="SrTiO3", solver="pc")
+
+
+def test_unigenx_save_load_round_trip(trained_unigenx, tmp_path):
+    gen, _ = trained_unigenx
+    back = CrystalGenerator.load(gen.save(tmp_path / "model.pt"), device="cpu")
+    assert back.config.model.kind == "unigenx" and back.tokenizer.frac_scale == 1.5
+    a = gen.sample(3, composition="BaZrO3", seed=5, temperature=0.5)
+    b = back.sample(3, composition="BaZrO3", seed=5, temperature=0.5)
+    assert [s.frac_coords.tolist() for s in a] == [s.frac_coords.tolist() for s in b]
+
+
+def test_unigenx_config_checks_solver_against_kind():
+    with pytest.raises(ConfigError, match="does not fit model.kind='unigenx'"):
+        from_dict(CrystalConfig, {"model": {"kind": "unigenx"}})
+    with pytest.raises(ConfigError, match="does not fit model.kind='cspnet'"):
+        from_dict(CrystalConfig, {"sampling": {"solver": "ddim"}})
+    with pytest.raises(ConfigError, match="sampling.solver='rk4'"):
+        CrystalSamplingConfig(solver="rk4")
+    with pytest.raises(ConfigError, match="divisible by model.heads"):
+        CrystalModelConfig(kind="unigenx", hidden=30, heads=4)
+    config = load_run_config(ROOT / "domains" / "crystals" / "perov5_unigenx.yaml")
+    assert config.model.kind == "unigenx" and config.sampling.solver == "ddim"
+
+
+def test_unigenx_cli_sample_with_temperature(trained_unigenx, tmp_path):
+    gen, _ = trained_unigenx
+    model = gen.save(tmp_path / "model.pt")
+    out = tmp_path / "structures"
+    cmd = [sys.executable, "-m", "sciogen", "sample", str(model), "-n", "3", "--out", str(out),
+           "--composition", "KNbO3", "--seed", "0", "--temperature", "0.7"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    recs = read_structures(out)
+    assert len(recs) == 3 and all(s.composition.reduced_formula == "KNbO3" for s in recs.structures)

@@ -1,8 +1,17 @@
 """The crystals domain's run config (one YAML file, e.g. ``domains/crystals/perov5.yaml``).
 
-Defaults follow DiffCSP (Jiao et al. 2023): cosine schedule for the lattice, wrapped normal
-with sigma in [0.005, 0.5] for fractional coordinates, predictor-corrector sampling; the
-network is smaller than DiffCSP's (hidden 512, 6 layers) for a CPU budget.
+Two model kinds share the config (``model.kind``):
+
+- ``cspnet`` (default): DiffCSP (Jiao et al. 2023) joint diffusion with the periodic
+  :class:`~sciogen.crystals.network.CSPNet`. Defaults follow DiffCSP: cosine schedule for
+  the lattice, wrapped normal with sigma in [0.005, 0.5] for fractional coordinates,
+  predictor-corrector sampling; the network is smaller than DiffCSP's (hidden 512,
+  6 layers) for a CPU budget.
+- ``unigenx``: UniGenX (Zhang et al. 2025), a causal transformer over element tokens,
+  lattice rows and coordinates with a per-token diffusion head
+  (:mod:`sciogen.crystals.unigenx`); sampled with a core solver (``ddim``, ``dpm++2m``, ...)
+  per number. The ``diffusion`` section (DiffCSP's processes) is then unused: the head's
+  process is :class:`~sciogen.ar.TokenARConfig`'s default (cosine schedule, v prediction).
 """
 
 from __future__ import annotations
@@ -51,16 +60,38 @@ class CrystalDataConfig:
 
 @dataclass
 class CrystalModelConfig:
-    """Size of the :class:`~sciogen.crystals.network.CSPNet`."""
+    """The network: a :class:`~sciogen.crystals.network.CSPNet` or a UniGenX transformer.
 
+    Attributes:
+        kind: ``"cspnet"`` (DiffCSP) or ``"unigenx"`` (:func:`~sciogen.crystals.unigenx.build_unigenx`).
+        hidden, layers: width and depth of either network (UniGenX: transformer dim and blocks).
+        frequencies, time_dim: CSPNet only (Fourier features, time embedding).
+        heads, head_width, head_depth, diffusion_repeats, dropout: UniGenX only (attention
+            heads; the AdaLN-MLP diffusion head; noise draws per number and step).
+        frac_scale: UniGenX only; fractional coordinates enter as ``frac_scale * (f - 0.5)``.
+    """
+
+    kind: Literal["cspnet", "unigenx"] = "cspnet"
     hidden: int = 256
     layers: int = 4
     frequencies: int = 32
     time_dim: int = 64
+    heads: int = 4
+    head_width: int = 256
+    head_depth: int = 3
+    diffusion_repeats: int = 4
+    dropout: float = 0.0
+    frac_scale: float = 2.0
 
     def __post_init__(self):
-        if min(self.hidden, self.layers, self.frequencies, self.time_dim) < 1 or self.time_dim % 2:
+        sizes = (self.hidden, self.layers, self.frequencies, self.time_dim, self.heads, self.head_width,
+                 self.head_depth, self.diffusion_repeats)
+        if min(sizes) < 1 or self.time_dim % 2:
             raise ConfigError("model sizes must be >= 1 and model.time_dim even")
+        if self.kind == "unigenx" and self.hidden % self.heads:
+            raise ConfigError(f"model.hidden ({self.hidden}) must be divisible by model.heads ({self.heads})")
+        if not self.frac_scale > 0 or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.frac_scale must be > 0 and model.dropout in [0, 1), got {self.frac_scale}, {self.dropout}")
 
 
 @dataclass
@@ -102,18 +133,31 @@ class CrystalSamplingConfig:
     ``recommand_step_lr`` of its ``scripts/eval_utils.py``) are 5e-7 for structure
     prediction on Perov-5 (1e-5 on MP-20) and 1e-6 for de novo generation on Perov-5
     (5e-6 on MP-20).
+
+    UniGenX models use a core solver (:data:`sciogen.diffusion.SOLVERS`, e.g. ``ddim``) for
+    each number, ``steps`` per number; ``temperature`` scales the solver's starting noise
+    and ``token_temperature`` the softmax of element tokens (de novo). The corrector
+    options are CSPNet's only.
     """
 
-    solver: Literal["pc"] = "pc"
+    solver: str = "pc"
     steps: int = 200
     corrector_steps: int = 1
     step_lr: float = 5e-7
     denovo_step_lr: float = 1e-6
+    temperature: float = 1.0
+    token_temperature: float = 1.0
     batch_size: int = 500
 
     def __post_init__(self):
+        from sciogen.diffusion import SOLVERS
+
+        if self.solver != "pc" and self.solver not in SOLVERS:
+            raise ConfigError(f"sampling.solver={self.solver!r}; allowed: pc (CSPNet), {', '.join(SOLVERS)} (UniGenX)")
         if self.steps < 1 or self.batch_size < 1 or self.corrector_steps < 0 or min(self.step_lr, self.denovo_step_lr) <= 0:
             raise ConfigError("sampling.steps and batch_size must be >= 1, corrector_steps >= 0, step_lr > 0")
+        if self.temperature < 0 or self.token_temperature < 0:
+            raise ConfigError("sampling.temperature and sampling.token_temperature must be >= 0")
 
 
 def _train_defaults() -> TrainConfig:
@@ -131,3 +175,9 @@ class CrystalConfig(RunConfig):
     diffusion: CrystalDiffusionConfig = field(default_factory=CrystalDiffusionConfig)
     sampling: CrystalSamplingConfig = field(default_factory=CrystalSamplingConfig)
     train: TrainConfig = field(default_factory=_train_defaults)
+
+    def __post_init__(self):
+        pc = self.sampling.solver == "pc"
+        if pc != (self.model.kind == "cspnet"):
+            want = "pc" if self.model.kind == "cspnet" else "a core solver such as ddim"
+            raise ConfigError(f"sampling.solver={self.sampling.solver!r} does not fit model.kind={self.model.kind!r}; use {want}")

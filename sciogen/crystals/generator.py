@@ -8,7 +8,9 @@
     >>> sciogen.crystals.evaluate(structures, reference)           # CDVAE / DiffCSP metrics
 
 Samples are pymatgen ``Structure`` objects (None where a lattice came out degenerate).
-One network serves both tasks (see :mod:`sciogen.crystals.diffcsp`).
+One network serves both tasks: a DiffCSP-style CSPNet (``model.kind: cspnet``, see
+:mod:`sciogen.crystals.diffcsp`) or a UniGenX transformer (``model.kind: unigenx``, see
+:mod:`sciogen.crystals.unigenx`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .diffcsp import CrystalProcesses, crystal_loss, sample_crystals
 from .io import read_structures, write_structures
 from .network import CSPNet, CSPNetConfig
 from .representation import CrystalError, CrystalSpec, UnknownElementError, CrystalTensors, from_tensors, parse_composition
+from .unigenx import CrystalTokenizer, build_unigenx, sample_unigenx, unigenx_loss
 
 __all__ = ["CrystalGenerator"]
 
@@ -71,7 +74,15 @@ class CrystalGenerator(Generator):
 
     def build_model(self) -> nn.Module:
         m = self.config.model
+        if m.kind == "unigenx":
+            return build_unigenx(self.spec, dim=m.hidden, depth=m.layers, heads=m.heads, head_width=m.head_width,
+                                 head_depth=m.head_depth, diffusion_repeats=m.diffusion_repeats, dropout=m.dropout)
         return CSPNet(CSPNetConfig(self.spec.num_types, m.hidden, m.layers, m.frequencies, m.time_dim))
+
+    @property
+    def tokenizer(self) -> CrystalTokenizer:
+        """The UniGenX sequence layout of this model's spec (``model.kind: unigenx``)."""
+        return CrystalTokenizer(self.spec, self.config.model.frac_scale)
 
     def processes(self) -> CrystalProcesses:
         d = self.config.diffusion
@@ -123,6 +134,8 @@ class CrystalGenerator(Generator):
             self.scale = float(metadata["scale"])
 
     def loss(self, model: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
+        if self.config.model.kind == "unigenx":
+            return unigenx_loss(model, self.tokenizer, batch, self.scale, generator, augment=True)
         d = self.config.diffusion
         return crystal_loss(model, batch, self.processes(), generator, d.csp_fraction, tuple(d.weights))
 
@@ -136,6 +149,7 @@ class CrystalGenerator(Generator):
         parser.add_argument("--composition", help="cell composition for structure prediction, e.g. SrTiO3 (default: de novo)")
         parser.add_argument("--corrector-steps", dest="corrector_steps", type=int, help="Langevin corrector steps per step")
         parser.add_argument("--step-lr", dest="step_lr", type=float, help="corrector step size (default: the model's; DiffCSP on Perov-5: 5e-7 CSP, 1e-6 de novo)")
+        parser.add_argument("--temperature", type=float, help="UniGenX models: scale of each number's starting noise")
 
     def composition_types(self, composition: Any, n: int) -> torch.Tensor:
         """Element indices (n, N) (-1 padding) for one composition or a list of n compositions
@@ -162,8 +176,10 @@ class CrystalGenerator(Generator):
     @torch.no_grad()
     def sample(self, n: int, *, composition: Any = None, **kwargs) -> Any:
         """Draw ``n`` crystals: of the given ``composition`` (CSP; one, or one per sample)
-        or de novo. Other options: ``steps``, ``seed``, ``batch_size``, ``corrector_steps``,
-        ``step_lr``, ``tensors=True`` (raw tensors instead of Structures)."""
+        or de novo. Other options: ``steps``, ``solver``, ``seed``, ``batch_size``,
+        ``tensors=True`` (raw tensors instead of Structures); CSPNet models:
+        ``corrector_steps``, ``step_lr``; UniGenX models: ``temperature``,
+        ``token_temperature``."""
         if composition is not None:
             kwargs["types"] = self.composition_types(composition, int(n))
         self._batch = kwargs.get("batch_size") or self.config.sampling.batch_size
@@ -178,9 +194,30 @@ class CrystalGenerator(Generator):
 
     def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
                      types: torch.Tensor | None = None, corrector_steps: int | None = None,
-                     step_lr: float | None = None, tensors: bool = False) -> Any:
-        if solver != "pc":
-            raise ValueError(f"unknown solver {solver!r} for crystals; allowed: pc (DiffCSP's predictor-corrector)")
+                     step_lr: float | None = None, temperature: float | None = None,
+                     token_temperature: float | None = None, tensors: bool = False) -> Any:
+        s = self.config.sampling
+        if self.config.model.kind == "unigenx":
+            if corrector_steps is not None or step_lr is not None:
+                raise ValueError("corrector_steps and step_lr belong to CSPNet models; this one is UniGenX")
+            if solver == "pc":
+                raise ValueError("solver 'pc' is DiffCSP's; a UniGenX model samples with a core solver, e.g. ddim")
+            out = sample_unigenx(model, self.tokenizer, n, self.scale, types=types, steps=steps, solver=solver,
+                                 generator=generator, allowed_types=self.type_marginals > 0,
+                                 temperature=s.temperature if temperature is None else temperature,
+                                 token_temperature=s.token_temperature if token_temperature is None else token_temperature)
+            num_atoms = out["num_atoms"]
+        else:
+            if temperature is not None or token_temperature is not None:
+                raise ValueError("temperature and token_temperature belong to UniGenX models; this one is a CSPNet")
+            if solver != "pc":
+                raise ValueError(f"unknown solver {solver!r} for a CSPNet model; allowed: pc (DiffCSP's predictor-corrector)")
+            out, num_atoms = self._sample_cspnet(model, n, generator, steps, types, corrector_steps, step_lr)
+        if tensors:
+            return [{"types": out["types"][i], "frac": out["frac"][i], "lattice": out["lattice"][i]} for i in range(n)]
+        return from_tensors(out["types"], out["frac"], out["lattice"], num_atoms, self.spec)
+
+    def _sample_cspnet(self, model, n, generator, steps, types, corrector_steps, step_lr):
         s = self.config.sampling
         if types is None:
             num_atoms = torch.multinomial(self.atom_count_probs.float(), n, replacement=True, generator=generator)
@@ -190,9 +227,7 @@ class CrystalGenerator(Generator):
                               corrector_steps=s.corrector_steps if corrector_steps is None else corrector_steps,
                               step_lr=step_lr or (s.step_lr if types is not None else s.denovo_step_lr),
                               allowed_types=self.type_marginals > 0, generator=generator)
-        if tensors:
-            return [{"types": out["types"][i], "frac": out["frac"][i], "lattice": out["lattice"][i]} for i in range(n)]
-        return from_tensors(out["types"], out["frac"], out["lattice"], num_atoms, self.spec)
+        return out, num_atoms
 
     # -- metrics and files -------------------------------------------------------------------------
 
