@@ -40,6 +40,27 @@ def test_ddim_equals_first_order_dpm_solver_pp(prediction):
     torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_ddim_noise_is_eq_16_and_eta_one_is_ddpm(eta):
+    """One step from t to s: the noise scale is eta * sqrt(DDPM posterior variance) (DDIM Eq. 16),
+    and with eta = 1 the whole step equals the ancestral DDPM step for the same draw."""
+    from sciogen.diffusion.solvers import ddpm
+
+    sched = LinearSchedule()
+    x0 = torch.full((4096, 1), 0.3, dtype=torch.float64)
+    x = torch.randn(4096, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ts = torch.tensor([0.6, 0.4], dtype=torch.float64)
+    a_t, a_s = float(sched.alpha(ts[:1])), float(sched.alpha(ts[1:]))
+    s_t, s_s = float(sched.sigma(ts[:1])), float(sched.sigma(ts[1:]))
+    posterior_var = s_s**2 / s_t**2 * (1 - (a_t / a_s) ** 2)
+    a = ddim(lambda _x, _t: x0, x, ts, sched, eta=eta, generator=torch.Generator().manual_seed(2))
+    b = ddim(lambda _x, _t: x0, x, ts, sched, eta=eta, generator=torch.Generator().manual_seed(3))
+    assert float((a - b).var() / 2) == pytest.approx(eta**2 * posterior_var, rel=0.06)
+    if eta == 1.0:
+        c = ddpm(lambda _x, _t: x0, x, ts, sched, generator=torch.Generator().manual_seed(2))
+        torch.testing.assert_close(a, c)
+
+
 def _errors(solver, steps_list, sched, prediction="eps"):
     model = GMM.denoiser(sched, prediction)
     x_T = _noise(1024)

@@ -59,7 +59,8 @@ def ddim(denoise: Denoise, x, ts, schedule, *, eta: float = 0.0, generator=None,
     """DDIM (Song, Meng & Ermon 2021, Eq. 12); ``eta = 0`` is deterministic, ``eta = 1`` is DDPM.
 
     x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z,
-    c   = eta sigma_s / sigma_t sqrt(1 - alpha_t^2 sigma_s^2 / (alpha_s^2 sigma_t^2)).
+    c   = eta sigma_s / sigma_t sqrt(1 - alpha_t^2 / alpha_s^2)   (Eq. 16: with eta = 1, c^2 is the
+    variance of the DDPM posterior q(x_s | x_t, x0)).
     """
     T, A, S, _ = _grid(schedule, ts)
     for i in range(len(T) - 1):
@@ -67,7 +68,7 @@ def ddim(denoise: Denoise, x, ts, schedule, *, eta: float = 0.0, generator=None,
         x0 = denoise(x, t)
         c = 0.0
         if eta > 0 and s_s > 0:
-            c = eta * s_s / s_t * math.sqrt(max(0.0, 1.0 - (a_t * s_s) ** 2 / (a_s * s_t) ** 2))
+            c = eta * s_s / s_t * math.sqrt(max(0.0, 1.0 - (a_t / a_s) ** 2))
         e = math.sqrt(max(s_s**2 - c**2, 0.0)) / s_t  # eps = (x - a_t x0) / s_t, folded in
         x = torch.add(e * x, x0, alpha=a_s - e * a_t)
         if c > 0:
