@@ -248,3 +248,7 @@ register_domain(DomainSpec(
     description="crystals (DiffCSP-style joint diffusion: structure prediction and de novo; Perov-5, MP-20)",
     demo="sciogen.crystals.demo:run_demo",
 ))
+register_domain(DomainSpec(
+    name="volumes", module="sciogen.volumes", generator="VolumeGenerator", extra="volumes",
+    description="3D medical volumes (pixel diffusion on MONAI U-Nets, SDEdit augmentation, MONAI interop)",
+))

@@ -16,6 +16,7 @@ from sciogen.volumes.monai_interop import (  # noqa: E402
     monai_time,
     sample_monai,
     schedule_from_monai,
+    timestep_grid,
 )
 
 SHAPE = (1, 1, 8, 8, 8)
@@ -143,3 +144,5 @@ def test_bad_inputs_are_named():
         schedule_from_monai(scheduler)
     with pytest.raises(ValueError, match="steps must be in"):
         sample_monai(torch.nn.Identity(), MonaiDDPM(num_train_timesteps=10), _noise(), steps=11)
+    with pytest.raises(ValueError, match="start timestep"):
+        timestep_grid(10, 3, start=10)

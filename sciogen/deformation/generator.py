@@ -216,13 +216,6 @@ def export_model(source: str | Path, destination: str | Path, half: bool = True)
     """Export a training checkpoint / run folder for shipping: no trainer state and, with
     ``half``, weights stored in float16 (loaded back into float32 networks; the recovery
     velocities change by < 0.1 %, see the model cards)."""
-    from sciogen.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+    from sciogen.train.checkpoint import export_checkpoint
 
-    checkpoint = load_checkpoint(resolve_checkpoint(source))
-    trainer = checkpoint.pop("trainer", None) or {}
-    checkpoint.setdefault("metadata", {})["trained_steps"] = int(trainer.get("step", 0))
-    if half:
-        for key in ("model", "ema"):
-            if checkpoint.get(key) is not None:
-                checkpoint[key] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint[key].items()}
-    return save_checkpoint(checkpoint, destination)
+    return export_checkpoint(source, destination, half=half)

@@ -170,13 +170,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def export_checkpoint(source: str | Path, destination: str | Path) -> Path:
+def export_checkpoint(source: str | Path, destination: str | Path, half: bool = False) -> Path:
     """Copy a training checkpoint (or a run folder's latest) without its trainer state.
 
     The result holds the config, metadata, weights and EMA weights only: what
-    :func:`sciogen.load` needs, a fraction of the size (no optimizer moments).
+    :func:`sciogen.load` needs, a fraction of the size (no optimizer moments). ``half``
+    stores floating-point weights in float16 (loading casts them back to the network's
+    float32; measure the shipped file, since its numbers include the rounding).
     """
     checkpoint = load_checkpoint(resolve_checkpoint(source))
     trainer = checkpoint.pop("trainer", None) or {}
     checkpoint.setdefault("metadata", {})["trained_steps"] = int(trainer.get("step", 0))
+    if half:
+        for key in ("model", "ema"):
+            if checkpoint.get(key) is not None:
+                checkpoint[key] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint[key].items()}
     return save_checkpoint(checkpoint, destination)

@@ -5,6 +5,15 @@ MONAI's generative stack driven by sciogen's solvers.
   DICOM series with SimpleITK) as MONAI ``MetaTensor``s keeping affine, spacing and
   orientation; :class:`IntensityNormalization` (percentile or fixed window, invertible);
   :func:`check_same_geometry`; specific errors for unreadable, 2D or mismatched inputs;
+- :class:`VolumeGenerator` (``generator.py``): pixel-space 3D diffusion on MONAI's
+  ``DiffusionModelUNet``: fit / sample (any size, optionally by sliding window) / augment
+  (SDEdit variants in the input's geometry) / save / load; config in ``config.py``;
+- ``data.py``: :class:`NetworkGrid` (any volume <-> the network grid, invertible) and the
+  training volumes with their augmentation;
+- ``metrics.py``: :func:`evaluate` (MS-SSIM diversity, nearest-reference SSIM / PSNR,
+  intensity-histogram W1, MMD), :func:`ssim`, :func:`ms_ssim`, :func:`psnr`;
+- ``transforms.py``: :class:`RandVolumeDiffusion` / :class:`RandVolumeDiffusiond`, SDEdit
+  augmentation as MONAI random transforms;
 - ``monai_interop.py``: :func:`schedule_from_monai`, :class:`MonaiUNetModel`,
   :func:`sample_monai` (any core solver on a MONAI ``DiffusionModelUNet``) and a drop-in
   :class:`DDIMScheduler` whose steps are the core DDIM.
@@ -18,9 +27,17 @@ from __future__ import annotations
 _IO = ("read_volume", "write_volume", "check_same_geometry", "IntensityNormalization", "SimpleITKReader",
        "VolumeError", "VolumeNotFoundError", "UnsupportedFormatError", "UnreadableVolumeError",
        "NotA3DVolumeError", "GeometryMismatchError")
-_INTEROP = ("schedule_from_monai", "MonaiUNetModel", "sample_monai", "DDIMScheduler", "monai_time")
+_INTEROP = ("schedule_from_monai", "MonaiUNetModel", "sample_monai", "timestep_grid", "DDIMScheduler", "monai_time")
+_PARTS = {
+    "VolumeGenerator": "generator", "export_model": "generator",
+    "VolumeConfig": "config", "VolumeDataConfig": "config", "VolumeModelConfig": "config",
+    "VolumeProcessConfig": "config", "VolumeSamplingConfig": "config",
+    "NetworkGrid": "data", "training_volumes": "data", "load_volume": "data",
+    "evaluate": "metrics", "ssim": "metrics", "ms_ssim": "metrics", "psnr": "metrics",
+    "RandVolumeDiffusion": "transforms", "RandVolumeDiffusiond": "transforms",
+}
 
-__all__ = [*_IO, *_INTEROP]
+__all__ = [*_IO, *_INTEROP, *_PARTS]
 
 
 def __getattr__(name: str):
@@ -32,4 +49,8 @@ def __getattr__(name: str):
         from . import monai_interop
 
         return getattr(monai_interop, name)
+    if name in _PARTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_PARTS[name]}"), name)
     raise AttributeError(f"module 'sciogen.volumes' has no attribute {name!r}")

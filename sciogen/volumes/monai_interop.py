@@ -40,7 +40,7 @@ from monai.networks.schedulers import DDIMScheduler as _MonaiDDIMScheduler
 from sciogen.diffusion import DiscreteSchedule, sample, to_eps, to_x0
 from sciogen.diffusion.solvers import ddim
 
-__all__ = ["schedule_from_monai", "MonaiUNetModel", "sample_monai", "DDIMScheduler", "monai_time"]
+__all__ = ["schedule_from_monai", "MonaiUNetModel", "sample_monai", "timestep_grid", "DDIMScheduler", "monai_time"]
 
 #: MONAI's ``prediction_type`` -> sciogen's prediction kind
 _PREDICTIONS = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
@@ -108,13 +108,22 @@ def sample_monai(network: torch.nn.Module, scheduler: Any, noise: torch.Tensor, 
     Returns: the sample (B, C, *S).
     """
     schedule, prediction = schedule_from_monai(scheduler)
-    n = schedule.num_steps
-    if not 1 <= int(steps) <= n:
-        raise ValueError(f"steps must be in [1, {n}] (the scheduler's num_train_timesteps), got {steps}")
-    timesteps = torch.linspace(n - 1, 0, int(steps), dtype=torch.float64).round()
-    grid = torch.cat([(timesteps + 1.0) / n, torch.zeros(1, dtype=torch.float64)])
+    grid = timestep_grid(schedule.num_steps, steps)
     return sample(MonaiUNetModel(network, schedule), noise, schedule=schedule, prediction=prediction, solver=solver,
                   grid=grid, generator=generator, **cond)
+
+
+def timestep_grid(num_train_timesteps: int, steps: int, start: int | None = None) -> torch.Tensor:
+    """The continuous-time grid of ``steps`` MONAI timesteps from ``start`` (default N - 1)
+    evenly down to 0 (rounded, as MONAI's DDIM ``set_timesteps``), then t = 0 (float64)."""
+    n = int(num_train_timesteps)
+    start = n - 1 if start is None else int(start)
+    if not 0 <= start < n:
+        raise ValueError(f"start timestep must be in [0, {n - 1}], got {start}")
+    if not 1 <= int(steps) <= start + 1:
+        raise ValueError(f"steps must be in [1, {start + 1}] (timesteps from {start} down to 0), got {steps}")
+    timesteps = torch.linspace(start, 0, int(steps), dtype=torch.float64).round()
+    return torch.cat([(timesteps + 1.0) / n, torch.zeros(1, dtype=torch.float64)])
 
 
 class DDIMScheduler(_MonaiDDIMScheduler):

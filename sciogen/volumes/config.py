@@ -1,0 +1,126 @@
+"""The volumes domain's run config (one YAML file, e.g. ``domains/volumes/brain_mri.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sciogen.train.config import ConfigError, RunConfig, SamplingConfig, check_choice
+
+__all__ = ["VolumeDataConfig", "VolumeModelConfig", "VolumeProcessConfig", "VolumeSamplingConfig", "VolumeConfig"]
+
+
+@dataclass
+class VolumeDataConfig:
+    """Training volumes and the grid the network works on.
+
+    Attributes:
+        root: folder the ``files`` are relative to (``~`` and relative paths allowed).
+        files: volume files (NIfTI, MHA, NRRD), or ``file.npz:key`` for an array in an
+            ``.npz`` (identity affine, 1 mm voxels); a 4D file contributes its first volume.
+        shape: the network's grid (multiples of 2^(levels - 1) of the U-Net).
+        percentiles: intensity percentiles mapped to [-1, 1] per volume.
+        margin: fraction of the foreground box added on each side before resizing.
+        flip_axes: spatial axes randomly mirrored during training (0: left-right in RAS).
+        rotate_degrees: largest random rotation about each axis during training.
+        scale: largest relative random zoom during training (0.1: 0.9x to 1.1x).
+        intensity: largest random gamma exponent change during training (0.2: 0.8 to 1.2).
+    """
+
+    root: str = "../shared/datasets/volumes"
+    files: list[str] = field(default_factory=lambda: [
+        "nilearn_0.14.1/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+        "voxelmorph/test_scan.npz:vol",
+        "nibabel_5.4.2/anatomical.nii",
+        "dipy_1.12.1/aniso_vox.nii.gz",
+    ])
+    shape: list[int] = field(default_factory=lambda: [32, 32, 32])
+    percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
+    margin: float = 0.05
+    flip_axes: list[int] = field(default_factory=lambda: [0])
+    rotate_degrees: float = 8.0
+    scale: float = 0.08
+    intensity: float = 0.2
+
+    def __post_init__(self):
+        if len(self.shape) != 3 or any(int(n) < 8 for n in self.shape):
+            raise ConfigError(f"data.shape must give 3 sizes >= 8, got {self.shape}")
+        if len(self.percentiles) != 2 or not 0 <= self.percentiles[0] < self.percentiles[1] <= 100:
+            raise ConfigError(f"data.percentiles must be [low, high] with 0 <= low < high <= 100, got {self.percentiles}")
+        if any(a not in (0, 1, 2) for a in self.flip_axes):
+            raise ConfigError(f"data.flip_axes must be spatial axes 0, 1 or 2, got {self.flip_axes}")
+        for name in ("margin", "rotate_degrees", "scale", "intensity"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"data.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class VolumeModelConfig:
+    """MONAI ``DiffusionModelUNet`` options (3D, one channel in and out).
+
+    No attention by default: the network is then fully convolutional and generates volumes
+    larger than its training grid (the 128^3 path), and its memory grows only linearly.
+    """
+
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    attention_levels: list[bool] = field(default_factory=lambda: [False, False, False])
+    num_res_blocks: int = 1
+    norm_num_groups: int = 8
+
+    def __post_init__(self):
+        if len(self.attention_levels) != len(self.channels):
+            raise ConfigError(f"model.attention_levels needs one entry per level of model.channels {self.channels}, "
+                              f"got {self.attention_levels}")
+        if any(c % self.norm_num_groups for c in self.channels):
+            raise ConfigError(f"model.channels {self.channels} must be multiples of model.norm_num_groups "
+                              f"({self.norm_num_groups})")
+
+
+@dataclass
+class VolumeProcessConfig:
+    """The training noise schedule, as MONAI schedulers take it (so MONAI's DDPM / DDIM
+    schedulers sample the same network: see ``benchmarks/volumes.py``)."""
+
+    num_train_timesteps: int = 1000
+    schedule: str = "scaled_linear_beta"
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+    prediction: str = "epsilon"
+
+    def __post_init__(self):
+        check_choice("process.schedule", self.schedule, ("linear_beta", "scaled_linear_beta", "sigmoid_beta"))
+        check_choice("process.prediction", self.prediction, ("epsilon", "v_prediction", "sample"))
+        if self.num_train_timesteps < 2:
+            raise ConfigError(f"process.num_train_timesteps must be >= 2, got {self.num_train_timesteps}")
+
+
+@dataclass
+class VolumeSamplingConfig(SamplingConfig):
+    """Sampling defaults: a core solver on the MONAI timestep grid; ``level`` is the default
+    SDEdit depth of :meth:`~sciogen.volumes.VolumeGenerator.augment`; ``patch_size`` (None:
+    whole volume) runs each network call by MONAI's sliding window with that patch size."""
+
+    steps: int = 20
+    batch_size: int = 2
+    level: float = 0.3
+    patch_size: list[int] | None = None
+    overlap: float = 0.25
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 < self.level <= 1.0:
+            raise ConfigError(f"sampling.level must be in (0, 1], got {self.level}")
+        if self.patch_size is not None and (len(self.patch_size) != 3 or min(self.patch_size) < 8):
+            raise ConfigError(f"sampling.patch_size must be null or 3 sizes >= 8, got {self.patch_size}")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"sampling.overlap must be in [0, 1), got {self.overlap}")
+
+
+@dataclass
+class VolumeConfig(RunConfig):
+    """Run config of :class:`~sciogen.volumes.VolumeGenerator`."""
+
+    domain: str = "volumes"
+    data: VolumeDataConfig = field(default_factory=VolumeDataConfig)
+    model: VolumeModelConfig = field(default_factory=VolumeModelConfig)
+    process: VolumeProcessConfig = field(default_factory=VolumeProcessConfig)
+    sampling: VolumeSamplingConfig = field(default_factory=VolumeSamplingConfig)

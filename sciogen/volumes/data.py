@@ -1,0 +1,170 @@
+"""Training volumes on the network grid, and the invertible map from any volume to that grid.
+
+:class:`NetworkGrid` is a MONAI ``Compose`` (all invertible): reorient to RAS, resample to
+isotropic voxels (the finest spacing of the volume), crop to the foreground box (plus a
+margin), pad to a cube and resize to the network's shape. Its :meth:`~NetworkGrid.inverse`
+maps a result on the network grid back onto the input's own grid and affine, which is
+how :meth:`~sciogen.volumes.VolumeGenerator.augment` keeps the user's geometry.
+
+Training-time augmentation (:func:`augment_batch`) is random mirroring, a small random
+rotation and zoom (one ``affine_grid`` resampling) and a random gamma, all drawn from the
+trainer's generator so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.transforms import Compose, CropForeground, Orientation, Resize, Spacing, SpatialPad
+
+from .config import VolumeDataConfig
+from .io import IntensityNormalization, NotA3DVolumeError, VolumeNotFoundError, read_volume
+
+__all__ = ["resolve_files", "load_volume", "NetworkGrid", "training_volumes", "augment_batch"]
+
+
+def resolve_files(config: VolumeDataConfig) -> list[str]:
+    """The configured files as paths (``root`` joined, ``~`` expanded); raises if one is missing."""
+    root = Path(config.root).expanduser()
+    out = []
+    for name in config.files:
+        file, _, key = name.partition(".npz:")
+        file = file + ".npz" if key else file
+        path = Path(file) if Path(file).is_absolute() else root / file
+        if not path.is_file():
+            raise VolumeNotFoundError(
+                f"training volume {path} not found; set data.root (now {config.root!r}) to the folder holding the "
+                "volumes (the repository's ../shared/datasets/volumes) or list other files in data.files"
+            )
+        out.append(f"{path}:{key}" if key else str(path))
+    return out
+
+
+def load_volume(path: str | Path) -> MetaTensor:
+    """A volume file as ``(1, X, Y, Z)`` float32 ``MetaTensor`` (first channel of a 4D file);
+    ``file.npz:key`` reads an array from an ``.npz`` with an identity affine (1 mm voxels)."""
+    path = str(path)
+    if ".npz:" in path:
+        file, key = path.rsplit(":", 1)
+        with np.load(file) as archive:
+            if key not in archive:
+                raise KeyError(f"{file} has no array {key!r}; it holds {sorted(archive.files)}")
+            array = np.asarray(archive[key], dtype=np.float32)
+        if array.ndim != 3:
+            raise NotA3DVolumeError(f"{path}: expected a 3D array, got shape {array.shape}")
+        return MetaTensor(torch.from_numpy(array)[None], affine=torch.eye(4, dtype=torch.float64),
+                          meta={"filename_or_obj": path})
+    return read_volume(path)[:1]
+
+
+class NetworkGrid:
+    """The invertible map of one volume onto the network grid (module docstring).
+
+    Args:
+        volume: ``(C, X, Y, Z)`` MetaTensor (a plain tensor is taken with 1 mm voxels).
+        shape: the network grid.
+        percentiles: intensity percentiles mapped to [-1, 1].
+        margin: fraction of the foreground box added on each side.
+
+    Attributes:
+        normalization: the fitted :class:`IntensityNormalization` (input units <-> [-1, 1]).
+        network: the volume on the network grid, ``(C, *shape)`` in [-1, 1] (a MetaTensor
+            that remembers the transforms, for :meth:`inverse`).
+    """
+
+    def __init__(self, volume: torch.Tensor, shape: Sequence[int], percentiles: Sequence[float] = (0.5, 99.5),
+                 margin: float = 0.05):
+        if volume.ndim != 4:
+            raise NotA3DVolumeError(f"expected a channel-first 3D volume (C, X, Y, Z), got shape {tuple(volume.shape)}")
+        if not isinstance(volume, MetaTensor):
+            volume = MetaTensor(torch.as_tensor(volume).float(), affine=torch.eye(4, dtype=torch.float64))
+        self.input_shape = tuple(volume.shape)
+        self.normalization = IntensityNormalization(percentiles=tuple(percentiles)).fit(volume)
+        image = self.normalization(volume.float())
+        spacing = np.sqrt((np.asarray(image.affine, dtype=np.float64)[:3, :3] ** 2).sum(0))
+        box = _foreground_box(image, margin)
+        side = max(hi - lo for lo, hi in box)
+        self.transform = Compose([
+            Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+            Spacing(pixdim=float(spacing.min()), mode="bilinear", padding_mode="border"),
+            CropForeground(select_fn=lambda x: x > -0.8, margin=int(math.ceil(margin * side)), allow_smaller=True),
+            SpatialPad(spatial_size=-1, mode="constant", value=-1.0),  # replaced per volume below
+            Resize(spatial_size=tuple(int(n) for n in shape), mode="trilinear", anti_aliasing=True),
+        ])
+        # pad to a cube: the side is known only after cropping
+        front = Compose(self.transform.transforms[:3])(image)
+        cube = max(front.shape[1:])
+        self.transform.transforms[3].spatial_size = (cube, cube, cube)
+        self.network = Compose(self.transform.transforms[3:])(front).clamp(-1.0, 1.0)
+
+    def inverse(self, data: torch.Tensor) -> MetaTensor:
+        """``data`` ``(C, *shape)`` on the network grid -> the input's grid and affine (linear resampling)."""
+        out = MetaTensor(torch.as_tensor(data).float(), meta=copy.deepcopy(self.network.meta),
+                         applied_operations=copy.deepcopy(self.network.applied_operations))  # inverse pops from them
+        return self.transform.inverse(out)
+
+    @property
+    def affine(self) -> torch.Tensor:
+        """The network grid's voxel -> world (RAS mm) affine."""
+        return torch.as_tensor(self.network.affine, dtype=torch.float64)
+
+
+def _foreground_box(image: torch.Tensor, margin: float) -> list[tuple[int, int]]:
+    mask = (image[0] > -0.8).numpy() if not hasattr(image, "as_tensor") else (image.as_tensor()[0] > -0.8).numpy()
+    if not mask.any():
+        raise ValueError("the volume has no foreground above its low intensity percentile (a constant volume?)")
+    idx = np.nonzero(mask)
+    return [(int(i.min()), int(i.max()) + 1) for i in idx]
+
+
+def training_volumes(config: VolumeDataConfig, files: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All training volumes on the network grid: ``((N, 1, *shape) in [-1, 1], mean grid affine (4, 4))``."""
+    files = resolve_files(config) if files is None else [str(f) for f in files]
+    items, affines = [], []
+    for path in files:
+        grid = NetworkGrid(load_volume(path), config.shape, config.percentiles, config.margin)
+        items.append(grid.network.as_tensor()[None])
+        affines.append(grid.affine)
+    if not items:
+        raise ValueError("no training volumes: data.files is empty")
+    return torch.cat(items).float(), torch.stack(affines).mean(0)
+
+
+def augment_batch(x: torch.Tensor, config: VolumeDataConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random flips, rotation, zoom and gamma of a batch ``(B, C, X, Y, Z)`` in [-1, 1]."""
+    b, device = x.shape[0], x.device
+
+    def uniform(*shape):
+        return (torch.rand(*shape, generator=generator, device=generator.device) * 2 - 1).to(device)
+
+    for axis in config.flip_axes:
+        flip = uniform(b) < 0
+        x = torch.where(flip.view(-1, 1, 1, 1, 1), x.flip(2 + axis), x)
+    if config.rotate_degrees > 0 or config.scale > 0:
+        angles = uniform(b, 3) * math.radians(config.rotate_degrees)
+        zoom = 1.0 + uniform(b, 1) * config.scale
+        theta = torch.zeros(b, 3, 4, device=device)
+        theta[:, :, :3] = _rotation(angles) / zoom.view(-1, 1, 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if config.intensity > 0:
+        gamma = torch.exp(uniform(b) * math.log1p(config.intensity)).view(-1, 1, 1, 1, 1)
+        x = ((x.clamp(-1, 1) + 1) / 2).pow(gamma) * 2 - 1
+    return x
+
+
+def _rotation(angles: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (B, 3, 3) from angles (B, 3) about x, y, z."""
+    c, s = angles.cos(), angles.sin()
+    one, zero = torch.ones_like(c[:, 0]), torch.zeros_like(c[:, 0])
+    rx = torch.stack([one, zero, zero, zero, c[:, 0], -s[:, 0], zero, s[:, 0], c[:, 0]], -1).view(-1, 3, 3)
+    ry = torch.stack([c[:, 1], zero, s[:, 1], zero, one, zero, -s[:, 1], zero, c[:, 1]], -1).view(-1, 3, 3)
+    rz = torch.stack([c[:, 2], -s[:, 2], zero, s[:, 2], c[:, 2], zero, zero, zero, one], -1).view(-1, 3, 3)
+    return rz @ ry @ rx
