@@ -251,4 +251,5 @@ register_domain(DomainSpec(
 register_domain(DomainSpec(
     name="volumes", module="sciogen.volumes", generator="VolumeGenerator", extra="volumes",
     description="3D medical volumes (pixel diffusion on MONAI U-Nets, SDEdit augmentation, MONAI interop)",
+    demo="sciogen.volumes.demo:run_demo",
 ))

@@ -116,6 +116,26 @@ def test_augment_keeps_geometry_and_units_and_level_controls_the_change(tiny):
     assert change[0] < change[1]
 
 
+def test_inpaint_changes_only_the_masked_region(tiny):
+    gen, _ = tiny
+    image = MetaTensor((_phantom((20, 18, 14)) + 1) * 500.0, affine=_oblique_affine())
+    mask = torch.zeros(1, 20, 18, 14)
+    mask[:, 8:13, 6:12, 5:10] = 1
+    a, b = gen.inpaint(image, mask, n=2, steps=4, seed=0)
+    again = gen.inpaint(image, mask, n=2, steps=4, seed=0)[0]
+    outside = mask == 0
+    assert torch.equal(a.as_tensor()[outside], image.as_tensor()[outside])
+    assert torch.allclose(a.affine.double(), image.affine.double())
+    assert not torch.equal(a.as_tensor()[~outside], b.as_tensor()[~outside])  # two different completions
+    torch.testing.assert_close(a.as_tensor(), again.as_tensor())
+    with pytest.raises(ValueError, match="mask is empty"):
+        gen.inpaint(image, torch.zeros(1, 20, 18, 14))
+    with pytest.raises(ValueError, match="mask spatial shape"):
+        gen.inpaint(image, torch.ones(1, 20, 18, 13))
+    with pytest.raises(ValueError, match="mask= needs image="):
+        gen.sample(1, steps=2, mask=mask)
+
+
 def test_network_grid_inverse_returns_to_the_input_grid():
     shape = (30, 22, 18)
     coords = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in shape], indexing="ij")

@@ -72,15 +72,17 @@ class NetworkGrid:
         shape: the network grid.
         percentiles: intensity percentiles mapped to [-1, 1].
         margin: fraction of the foreground box added on each side.
+        extra: channels ``(K, X, Y, Z)`` on the volume's grid carried along (e.g. a mask).
 
     Attributes:
         normalization: the fitted :class:`IntensityNormalization` (input units <-> [-1, 1]).
         network: the volume on the network grid, ``(C, *shape)`` in [-1, 1] (a MetaTensor
-            that remembers the transforms, for :meth:`inverse`).
+            that remembers the transforms, for :meth:`inverse`), then the ``extra`` channels
+            (resampled the same way, padded with -1).
     """
 
     def __init__(self, volume: torch.Tensor, shape: Sequence[int], percentiles: Sequence[float] = (0.5, 99.5),
-                 margin: float = 0.05):
+                 margin: float = 0.05, extra: torch.Tensor | None = None):
         if volume.ndim != 4:
             raise NotA3DVolumeError(f"expected a channel-first 3D volume (C, X, Y, Z), got shape {tuple(volume.shape)}")
         if not isinstance(volume, MetaTensor):
@@ -88,13 +90,21 @@ class NetworkGrid:
         self.input_shape = tuple(volume.shape)
         self.normalization = IntensityNormalization(percentiles=tuple(percentiles)).fit(volume)
         image = self.normalization(volume.float())
+        self.channels = image.shape[0]
+        if extra is not None:  # carried along (e.g. a mask), not normalised, not used to find the foreground
+            extra = torch.as_tensor(extra.as_tensor() if hasattr(extra, "as_tensor") else extra).float()
+            if extra.ndim != 4 or extra.shape[1:] != image.shape[1:]:
+                raise ValueError(f"extra channels must be (K, {', '.join(map(str, image.shape[1:]))}) on the volume's "
+                                 f"grid, got shape {tuple(extra.shape)}")
+            image = MetaTensor(torch.cat([image.as_tensor(), extra]), meta=image.meta)
         spacing = np.sqrt((np.asarray(image.affine, dtype=np.float64)[:3, :3] ** 2).sum(0))
         box = _foreground_box(image, margin)
         side = max(hi - lo for lo, hi in box)
         self.transform = Compose([
             Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
             Spacing(pixdim=float(spacing.min()), mode="bilinear", padding_mode="border"),
-            CropForeground(select_fn=lambda x: x > -0.8, margin=int(math.ceil(margin * side)), allow_smaller=True),
+            CropForeground(select_fn=lambda x: x > -0.8, channel_indices=list(range(self.channels)),
+                           margin=int(math.ceil(margin * side)), allow_smaller=True),
             SpatialPad(spatial_size=-1, mode="constant", value=-1.0),  # replaced per volume below
             Resize(spatial_size=tuple(int(n) for n in shape), mode="trilinear", anti_aliasing=True),
         ])
@@ -102,7 +112,9 @@ class NetworkGrid:
         front = Compose(self.transform.transforms[:3])(image)
         cube = max(front.shape[1:])
         self.transform.transforms[3].spatial_size = (cube, cube, cube)
-        self.network = Compose(self.transform.transforms[3:])(front).clamp(-1.0, 1.0)
+        network = Compose(self.transform.transforms[3:])(front)
+        network[: self.channels] = network[: self.channels].clamp(-1.0, 1.0)
+        self.network = network
 
     def inverse(self, data: torch.Tensor) -> MetaTensor:
         """``data`` ``(C, *shape)`` on the network grid -> the input's grid and affine (linear resampling)."""

@@ -5,6 +5,7 @@
     >>> vols = gen.sample(4, steps=20, seed=0)       # list of MetaTensors (1, 32, 32, 32)
     >>> big = gen.sample(1, shape=(128, 128, 128), patch_size=(64, 64, 64), seed=0)
     >>> variants = gen.augment("t1.nii.gz", level=0.3, n=4, seed=0)   # SDEdit, input geometry
+    >>> filled = gen.inpaint("t1.nii.gz", "lesion_mask.nii.gz", n=2, seed=0)  # the masked region generated
 
 The network is trained on MONAI's integer timesteps with a MONAI beta schedule
 (``config.process``), so MONAI's own schedulers sample it too (``benchmarks/volumes.py``
@@ -15,8 +16,8 @@ Samples are in normalised units ([-1, 1] maps the training volumes' 0.5 / 99.5 i
 percentiles) with the mean affine of the training grid. :meth:`VolumeGenerator.augment`
 maps a user's volume onto the network grid (:class:`~sciogen.volumes.data.NetworkGrid`),
 noises it to ``level`` and denoises it; the change the model made is mapped back onto the
-input's own grid and added to the input, then returned in the input's units with its
-affine, so the fine detail the network grid cannot hold is kept.
+input's own grid, scaled to the input's units and added to the input (clipped to the input's
+intensity range), so the fine detail the network grid cannot hold is kept, with its affine.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 from torch import nn
 
+from sciogen.diffusion import inpaint
 from sciogen.diffusion import sample as core_sample
 from sciogen.train.generator import Generator
 
@@ -143,15 +145,19 @@ class VolumeGenerator(Generator):
     def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
                      shape: Sequence[int] | None = None, patch_size: Sequence[int] | None = None,
                      overlap: float | None = None, image: Any = None, level: float | None = None,
-                     **conditions) -> list[MetaTensor]:
+                     mask: Any = None, **conditions) -> list[MetaTensor]:
         if conditions:
             raise ValueError(f"unknown sampling conditions {sorted(conditions)}; the volumes domain takes shape=, "
-                             "patch_size=, overlap=, image=, level=")
+                             "patch_size=, overlap=, image=, level=, mask=")
         s = self.config.sampling
         patch_size = s.patch_size if patch_size is None else patch_size
         overlap = s.overlap if overlap is None else float(overlap)
         if patch_size is not None:
             patch_size = self._check_shape(patch_size, "patch_size")
+        if mask is not None and image is None:
+            raise ValueError("mask= needs image=: the volume whose masked region is to be generated")
+        if image is not None and mask is not None:
+            return self._inpaint_batch(model, n, image, mask, steps, solver, generator, patch_size, overlap)
         if image is not None:
             return self._augment_batch(model, n, image, s.level if level is None else float(level), steps, solver,
                                        generator, patch_size, overlap)
@@ -167,10 +173,7 @@ class VolumeGenerator(Generator):
     def _augment_batch(self, model, n, image, level, steps, solver, generator, patch_size, overlap) -> list[MetaTensor]:
         if not 0.0 < level <= 1.0:
             raise ValueError(f"level must be in (0, 1] (how far along the diffusion time the image is noised), got {level}")
-        volume = load_volume(image) if isinstance(image, (str, Path)) else image
-        if not isinstance(volume, torch.Tensor) or volume.ndim != 4:
-            raise ValueError(f"image must be a path or a channel-first 3D volume (C, X, Y, Z), got "
-                             f"{type(image).__name__} of shape {tuple(getattr(image, 'shape', ()))}")
+        volume = _as_volume(image, "image")
         grid = NetworkGrid(volume[:1], self.network_shape, self.config.data.percentiles, self.config.data.margin)
         device = next(model.parameters()).device
         x0 = grid.network.as_tensor()[None].to(device).expand(n, -1, -1, -1, -1)
@@ -182,16 +185,51 @@ class VolumeGenerator(Generator):
         x_t = float(schedule.alpha(t0)) * x0 + float(schedule.sigma(t0)) * noise
         out = core_sample(self._model(model, patch_size, overlap), x_t, schedule=schedule, prediction=prediction,
                           solver=solver, grid=ts, generator=generator)
-        base = grid.normalization(volume[:1].float())
+        original = _plain(volume[:1]).float()
+        norm = grid.normalization
+        scale = (norm.high - norm.low) / (norm.out_range[1] - norm.out_range[0])  # network units -> input units
         results = []
         for i in range(n):
-            delta = grid.inverse((out[i] - x0[i]).cpu())
-            variant = grid.normalization.inverse((base + delta.as_tensor()).clamp(-1.0, 1.0))
-            results.append(MetaTensor(variant.as_tensor() if hasattr(variant, "as_tensor") else variant,
-                                      affine=torch.as_tensor(volume.affine).clone() if hasattr(volume, "affine")
-                                      else torch.eye(4, dtype=torch.float64),
-                                      meta={"sdedit_level": level}))
+            delta = _plain(grid.inverse((out[i] - x0[i]).cpu()))
+            variant = (original + scale * delta).clamp(float(original.min()), float(original.max()))
+            results.append(MetaTensor(variant, affine=_affine(volume), meta={"sdedit_level": level}))
         return results
+
+    def _inpaint_batch(self, model, n, image, mask, steps, solver, generator, patch_size, overlap) -> list[MetaTensor]:
+        volume = _as_volume(image, "image")
+        hole = _as_volume(mask, "mask")[:1].float()
+        if hole.shape[1:] != volume.shape[1:]:
+            raise ValueError(f"mask spatial shape {tuple(hole.shape[1:])} != image spatial shape {tuple(volume.shape[1:])}")
+        if not bool((hole > 0).any()):
+            raise ValueError("the mask is empty: mark the region to generate with nonzero voxels")
+        grid = NetworkGrid(volume[:1], self.network_shape, self.config.data.percentiles, self.config.data.margin,
+                           extra=(hole > 0).float())
+        device = next(model.parameters()).device
+        known = grid.network.as_tensor()[:1][None].to(device)
+        keep = (grid.network.as_tensor()[1:2][None] < 0.5).to(device)  # known voxels on the network grid
+        schedule, prediction = schedule_from_monai(self.scheduler())
+        guided = inpaint(self._model(model, patch_size, overlap), known, keep, schedule=schedule, prediction=prediction,
+                         generator=generator)
+        noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(device)
+        out = core_sample(guided, noise, schedule=schedule, prediction=prediction, solver=solver,
+                          grid=timestep_grid(schedule.num_steps, steps), generator=generator)
+        original = _plain(volume[:1]).float()
+        inside = _plain(hole) > 0
+        results = []
+        for i in range(n):
+            filled = grid.inverse(torch.cat([out[i].cpu().clamp(-1.0, 1.0), torch.zeros_like(out[i].cpu())]))[:1]
+            variant = torch.where(inside, grid.normalization.inverse(_plain(filled)), original)
+            results.append(MetaTensor(variant, affine=_affine(volume), meta={"inpainted_voxels": int(inside.sum())}))
+        return results
+
+    def inpaint(self, image: Any, mask: Any, *, n: int = 1, steps: int | None = None, seed: int | None = None,
+                **options) -> list[MetaTensor]:
+        """``n`` completions of ``image`` where ``mask`` is nonzero (the region to generate), by
+        replacement inpainting (the known voxels are re-noised to each step's level and kept
+        exactly in the estimate). Outside the mask the result is the input, voxel for voxel;
+        inside, the generated content mapped back from the network grid. Input units and affine
+        are kept. Options: ``solver``, ``batch_size``."""
+        return self.sample(n, steps=steps, seed=seed, image=image, mask=mask, **options)
 
     def augment(self, image: Any, *, level: float | None = None, n: int = 1, steps: int | None = None,
                 seed: int | None = None, **options) -> list[MetaTensor]:
@@ -210,6 +248,8 @@ class VolumeGenerator(Generator):
     def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--image", help="a volume to make SDEdit variants of (NIfTI / MHA / NRRD)")
         parser.add_argument("--level", type=float, help="SDEdit noise level in (0, 1] for --image")
+        parser.add_argument("--mask", help="with --image: a mask volume, nonzero where the image is to be generated "
+                                           "(inpainting)")
         parser.add_argument("--shape", type=int, nargs=3, help="generate volumes of this size (default: the model's)")
         parser.add_argument("--patch-size", dest="patch_size", type=int, nargs=3,
                             help="run the network by sliding window with this patch size (bounded memory)")
@@ -251,6 +291,24 @@ class VolumeGenerator(Generator):
                 raise FileNotFoundError(f"no volumes (.nii.gz, .nii, .mha, .nrrd) in {path}")
             return [read_volume(f) for f in files]
         return [read_volume(path)]
+
+
+def _as_volume(value: Any, name: str) -> torch.Tensor:
+    """A path or a channel-first 3D tensor / MetaTensor -> ``(C, X, Y, Z)`` (MetaTensor for files)."""
+    volume = load_volume(value) if isinstance(value, (str, Path)) else value
+    if not isinstance(volume, torch.Tensor) or volume.ndim != 4:
+        raise ValueError(f"{name} must be a path or a channel-first 3D volume (C, X, Y, Z), got "
+                         f"{type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}")
+    return volume
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    return x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)
+
+
+def _affine(volume: torch.Tensor) -> torch.Tensor:
+    affine = getattr(volume, "affine", None)
+    return torch.eye(4, dtype=torch.float64) if affine is None else torch.as_tensor(affine, dtype=torch.float64).clone()
 
 
 def export_model(source: str | Path, destination: str | Path, half: bool = True) -> Path:
