@@ -78,6 +78,23 @@ def test_samples_are_reproducible_metatensors_and_survive_save_load(tiny):
     assert torch.allclose(a[0].affine.double(), gen.grid_affine)
 
 
+def test_clipped_sampling_stays_in_the_data_range(tiny):
+    gen, _ = tiny
+    plain = gen.sample(2, steps=3, seed=0)
+    clipped = gen.sample(2, steps=3, seed=0, clip=True)
+    assert all(float(v.abs().max()) <= 1.0 + 1e-5 for v in clipped)
+    assert not torch.allclose(plain[0].as_tensor(), clipped[0].as_tensor())
+
+
+def test_npz_orientation_codes_give_the_affine():
+    from sciogen.volumes.data import axcodes_affine
+
+    lia = axcodes_affine("LIA")
+    # voxel axis 0 points left (-x), axis 1 inferior (-z), axis 2 anterior (+y)
+    assert torch.equal(lia[:3, :3], torch.tensor([[-1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]], dtype=torch.float64))
+    assert torch.equal(axcodes_affine("RAS"), torch.eye(4, dtype=torch.float64))
+
+
 def test_larger_volumes_whole_and_by_sliding_window(tiny):
     gen, _ = tiny
     whole = gen.sample(1, steps=2, seed=0, shape=(24, 16, 32))[0]
@@ -179,6 +196,8 @@ def test_training_volumes_from_the_shared_brains(shared_datasets):
 def test_config_errors():
     with pytest.raises(ConfigError, match="data.shape"):
         VolumeDataConfig(shape=[16, 16])
+    with pytest.raises(ConfigError, match="npz_axcodes"):
+        VolumeDataConfig(npz_axcodes="LLA")
     with pytest.raises(ConfigError, match="attention_levels"):
         VolumeModelConfig(channels=[8, 16], attention_levels=[False])
     with pytest.raises(ConfigError, match="norm_num_groups"):

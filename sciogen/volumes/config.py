@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from sciogen.train.config import ConfigError, RunConfig, SamplingConfig, check_choice
 
+_AXIS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
+
 __all__ = ["VolumeDataConfig", "VolumeModelConfig", "VolumeProcessConfig", "VolumeSamplingConfig", "VolumeConfig"]
 
 
@@ -16,7 +18,9 @@ class VolumeDataConfig:
     Attributes:
         root: folder the ``files`` are relative to (``~`` and relative paths allowed).
         files: volume files (NIfTI, MHA, NRRD), or ``file.npz:key`` for an array in an
-            ``.npz`` (identity affine, 1 mm voxels); a 4D file contributes its first volume.
+            ``.npz`` (1 mm voxels, axes as ``npz_axcodes``); a 4D file contributes its first volume.
+        npz_axcodes: where the axes of ``.npz`` arrays point, as NIfTI orientation codes
+            (``"RAS"``: identity affine; the voxelmorph scans are FreeSurfer-conformed ``"LIA"``).
         shape: the network's grid (multiples of 2^(levels - 1) of the U-Net).
         percentiles: intensity percentiles mapped to [-1, 1] per volume.
         margin: fraction of the foreground box added on each side before resizing.
@@ -33,6 +37,7 @@ class VolumeDataConfig:
         "nibabel_5.4.2/anatomical.nii",
         "dipy_1.12.1/aniso_vox.nii.gz",
     ])
+    npz_axcodes: str = "RAS"
     shape: list[int] = field(default_factory=lambda: [32, 32, 32])
     percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
     margin: float = 0.05
@@ -48,6 +53,10 @@ class VolumeDataConfig:
             raise ConfigError(f"data.percentiles must be [low, high] with 0 <= low < high <= 100, got {self.percentiles}")
         if any(a not in (0, 1, 2) for a in self.flip_axes):
             raise ConfigError(f"data.flip_axes must be spatial axes 0, 1 or 2, got {self.flip_axes}")
+        codes = self.npz_axcodes.upper()
+        if len(codes) != 3 or sorted(_AXIS[c] for c in codes if c in _AXIS) != [0, 1, 2]:
+            raise ConfigError(f"data.npz_axcodes must name each of the three axes once (R/L, A/P, S/I), "
+                              f"got {self.npz_axcodes!r}")
         for name in ("margin", "rotate_degrees", "scale", "intensity"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"data.{name} must be >= 0, got {getattr(self, name)}")
@@ -97,13 +106,17 @@ class VolumeProcessConfig:
 class VolumeSamplingConfig(SamplingConfig):
     """Sampling defaults: a core solver on the MONAI timestep grid; ``level`` is the default
     SDEdit depth of :meth:`~sciogen.volumes.VolumeGenerator.augment`; ``patch_size`` (None:
-    whole volume) runs each network call by MONAI's sliding window with that patch size."""
+    whole volume) runs each network call by MONAI's sliding window with that patch size;
+    ``clip`` clips each clean estimate to the data range [-1, 1] (the network output is then
+    made consistent with the clipped estimate, unlike MONAI's schedulers, which keep the
+    network's noise estimate)."""
 
     steps: int = 20
     batch_size: int = 2
     level: float = 0.3
     patch_size: list[int] | None = None
     overlap: float = 0.25
+    clip: bool = False
 
     def __post_init__(self):
         super().__post_init__()

@@ -27,7 +27,7 @@ from monai.transforms import Compose, CropForeground, Orientation, Resize, Spaci
 from .config import VolumeDataConfig
 from .io import IntensityNormalization, NotA3DVolumeError, VolumeNotFoundError, read_volume
 
-__all__ = ["resolve_files", "load_volume", "NetworkGrid", "training_volumes", "augment_batch"]
+__all__ = ["resolve_files", "load_volume", "axcodes_affine", "NetworkGrid", "training_volumes", "augment_batch"]
 
 
 def resolve_files(config: VolumeDataConfig) -> list[str]:
@@ -47,9 +47,19 @@ def resolve_files(config: VolumeDataConfig) -> list[str]:
     return out
 
 
-def load_volume(path: str | Path) -> MetaTensor:
+def axcodes_affine(axcodes: str) -> torch.Tensor:
+    """The 4x4 affine of 1 mm voxels whose axes point as ``axcodes`` (e.g. ``"LIA"``) in RAS+ world."""
+    affine = torch.eye(4, dtype=torch.float64)
+    affine[:3, :3] = 0.0
+    for axis, code in enumerate(axcodes.upper()):
+        world = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}[code]
+        affine[world, axis] = 1.0 if code in "RAS" else -1.0
+    return affine
+
+
+def load_volume(path: str | Path, npz_axcodes: str = "RAS") -> MetaTensor:
     """A volume file as ``(1, X, Y, Z)`` float32 ``MetaTensor`` (first channel of a 4D file);
-    ``file.npz:key`` reads an array from an ``.npz`` with an identity affine (1 mm voxels)."""
+    ``file.npz:key`` reads an array from an ``.npz`` (1 mm voxels, axes as ``npz_axcodes``)."""
     path = str(path)
     if ".npz:" in path:
         file, key = path.rsplit(":", 1)
@@ -59,7 +69,7 @@ def load_volume(path: str | Path) -> MetaTensor:
             array = np.asarray(archive[key], dtype=np.float32)
         if array.ndim != 3:
             raise NotA3DVolumeError(f"{path}: expected a 3D array, got shape {array.shape}")
-        return MetaTensor(torch.from_numpy(array)[None], affine=torch.eye(4, dtype=torch.float64),
+        return MetaTensor(torch.from_numpy(array)[None], affine=axcodes_affine(npz_axcodes),
                           meta={"filename_or_obj": path})
     return read_volume(path)[:1]
 
@@ -141,7 +151,7 @@ def training_volumes(config: VolumeDataConfig, files: Sequence[str] | None = Non
     files = resolve_files(config) if files is None else [str(f) for f in files]
     items, affines = [], []
     for path in files:
-        grid = NetworkGrid(load_volume(path), config.shape, config.percentiles, config.margin)
+        grid = NetworkGrid(load_volume(path, config.npz_axcodes), config.shape, config.percentiles, config.margin)
         items.append(grid.network.as_tensor()[None])
         affines.append(grid.affine)
     if not items:

@@ -34,7 +34,7 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 from torch import nn
 
-from sciogen.diffusion import inpaint
+from sciogen.diffusion import from_x0, inpaint, to_x0
 from sciogen.diffusion import sample as core_sample
 from sciogen.train.generator import Generator
 
@@ -120,9 +120,24 @@ class VolumeGenerator(Generator):
 
     # -- sampling -------------------------------------------------------------------------------
 
-    def _model(self, network: nn.Module, patch_size: Sequence[int] | None, overlap: float):
-        """The core-solver model: the network, or the network run by MONAI's sliding window."""
-        schedule, _ = schedule_from_monai(self.scheduler())
+    def _model(self, network: nn.Module, patch_size: Sequence[int] | None, overlap: float, clip: bool | None = None):
+        """The core-solver model: the network, or the network run by MONAI's sliding window;
+        with ``clip`` (default ``config.sampling.clip``) its clean estimate clipped to [-1, 1]."""
+        schedule, prediction = schedule_from_monai(self.scheduler())
+        model = self._windowed(network, schedule, patch_size, overlap)
+        if not (self.config.sampling.clip if clip is None else clip):
+            return model
+
+        def clipped(x, t, **cond):
+            alpha = schedule.alpha(t.double()).to(x.dtype).view(-1, *[1] * (x.ndim - 1))
+            sigma = schedule.sigma(t.double()).to(x.dtype).view(-1, *[1] * (x.ndim - 1))
+            x0 = to_x0(model(x, t, **cond), x, alpha, sigma, prediction).clamp(-1.0, 1.0)
+            return from_x0(x0, x, alpha, sigma, prediction)
+
+        return clipped
+
+    @staticmethod
+    def _windowed(network: nn.Module, schedule, patch_size: Sequence[int] | None, overlap: float):
         if patch_size is None:
             return MonaiUNetModel(network, schedule)
 
@@ -145,10 +160,10 @@ class VolumeGenerator(Generator):
     def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
                      shape: Sequence[int] | None = None, patch_size: Sequence[int] | None = None,
                      overlap: float | None = None, image: Any = None, level: float | None = None,
-                     mask: Any = None, **conditions) -> list[MetaTensor]:
+                     mask: Any = None, clip: bool | None = None, **conditions) -> list[MetaTensor]:
         if conditions:
             raise ValueError(f"unknown sampling conditions {sorted(conditions)}; the volumes domain takes shape=, "
-                             "patch_size=, overlap=, image=, level=, mask=")
+                             "patch_size=, overlap=, image=, level=, mask=, clip=")
         s = self.config.sampling
         patch_size = s.patch_size if patch_size is None else patch_size
         overlap = s.overlap if overlap is None else float(overlap)
@@ -165,7 +180,7 @@ class VolumeGenerator(Generator):
         device = next(model.parameters()).device
         noise = torch.randn((n, 1, *shape), generator=generator, device=generator.device).to(device)
         schedule, prediction = schedule_from_monai(self.scheduler())
-        x = core_sample(self._model(model, patch_size, overlap), noise, schedule=schedule, prediction=prediction,
+        x = core_sample(self._model(model, patch_size, overlap, clip), noise, schedule=schedule, prediction=prediction,
                         solver=solver, grid=timestep_grid(schedule.num_steps, steps), generator=generator)
         return [MetaTensor(x[i].float().cpu(), affine=self.grid_affine.clone(), meta={"space": "RAS"})
                 for i in range(n)]
