@@ -100,7 +100,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     generator.fit(run_dir=run_dir, resume=args.resume)
     if distributed.is_main():
         print(f"trained {generator.trained_steps} steps; checkpoints in {Path(run_dir) / 'checkpoints'}")
-        print(f"sample with: sciogen sample {run_dir} -n 1000 --out samples.csv")
+        out = getattr(generator, "example_output", "samples.csv")
+        print(f"sample with: sciogen sample {run_dir} -n 1000 --out {out}")
     return 0
 
 

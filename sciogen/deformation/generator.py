@@ -47,6 +47,7 @@ class DeformationGenerator(Generator):
     """
 
     domain = "deformation"
+    example_output = "samples/"  # what `sciogen train` suggests for --out: a folder of NIfTI files
     config_class = DeformationConfig
 
     # -- parts -----------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class VolumeGenerator(Generator):
 
     domain = "volumes"
     config_class = VolumeConfig
+    example_output = "samples/"  # what `sciogen train` suggests for --out: volumes go to a folder
 
     def __init__(self, config: VolumeConfig | None = None):
         super().__init__(config)
