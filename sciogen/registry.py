@@ -50,6 +50,7 @@ __all__ = [
     "model_card",
     "shipped_checkpoint",
     "load",
+    "load_once",
     "load_run_config",
 ]
 
@@ -204,6 +205,26 @@ def load(name_or_path: str | Path, device: str = "auto") -> "Generator":
     checkpoint, _ = read_checkpoint(name_or_path)
     generator_cls = get_domain(str(checkpoint.get("domain"))).generator_class()
     return generator_cls.from_checkpoint(checkpoint, device=device)
+
+
+_LOADED: dict[tuple[str, str], "Generator"] = {}
+
+
+def load_once(model: Any, device: str = "cpu", expected: type | None = None) -> "Generator":
+    """:func:`load`, cached per process by ``(name, device)``: what MONAI transforms use, so that
+    only the name travels to DataLoader workers and each worker loads the model once.
+    ``model`` may also be a generator object (returned as it is). ``expected``: the generator
+    class the caller needs (a TypeError names what was found instead)."""
+    from sciogen.train.generator import Generator
+
+    if not isinstance(model, Generator):
+        key = (str(model), str(device))
+        if key not in _LOADED:
+            _LOADED[key] = load(str(model), device=device)
+        model = _LOADED[key]
+    if expected is not None and not isinstance(model, expected):
+        raise TypeError(f"{model!r} is a {type(model).__name__}, not a {expected.__name__}")
+    return model
 
 
 # -- configs ------------------------------------------------------------------------------------

@@ -274,3 +274,15 @@ def test_shipped_model_samples_brains(shared_datasets):
     # a trained model makes head-like volumes: far closer to a real brain than noise is
     noise = evaluate([torch.randn_like(samples[0].as_tensor()).clamp(-1, 1)], reference)
     assert scores["nearest_ssim"] > noise["nearest_ssim"] + 0.2
+
+
+def test_transforms_load_a_shipped_model_once_per_process():
+    import sciogen
+
+    if not {"volumes/brain-mri", "toy/gmm"} <= set(sciogen.available()):
+        pytest.skip("the shipped models are not in this checkout")
+    first = RandVolumeDiffusion(model="volumes/brain-mri").generator
+    assert isinstance(first, VolumeGenerator)
+    assert RandVolumeDiffusiond(keys="image", model="volumes/brain-mri").transform.generator is first
+    with pytest.raises(TypeError, match="not a VolumeGenerator"):
+        RandVolumeDiffusion(model="toy/gmm").generator

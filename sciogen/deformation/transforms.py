@@ -38,21 +38,11 @@ from .generator import DeformationGenerator
 
 __all__ = ["RandDeformationDiffusion", "RandDeformationDiffusiond"]
 
-_LOADED: dict[str, DeformationGenerator] = {}
-
 
 def _load(model: Any, device: str) -> DeformationGenerator:
-    if isinstance(model, DeformationGenerator):
-        return model
-    key = f"{model}@{device}"
-    if key not in _LOADED:
-        from sciogen.registry import load
+    from sciogen.registry import load_once
 
-        gen = load(str(model), device=device)
-        if not isinstance(gen, DeformationGenerator):
-            raise TypeError(f"{model!r} is a {type(gen).__name__}, not a deformation model")
-        _LOADED[key] = gen
-    return _LOADED[key]
+    return load_once(model, device, expected=DeformationGenerator)
 
 
 def _check(name: str, values: Sequence[str], allowed: Sequence[str]) -> None:

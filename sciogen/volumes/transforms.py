@@ -35,21 +35,11 @@ from .generator import VolumeGenerator
 
 __all__ = ["RandVolumeDiffusion", "RandVolumeDiffusiond"]
 
-_LOADED: dict[str, VolumeGenerator] = {}
-
 
 def _load(model: Any, device: str) -> VolumeGenerator:
-    if isinstance(model, VolumeGenerator):
-        return model
-    key = f"{model}@{device}"
-    if key not in _LOADED:
-        from sciogen.registry import load
+    from sciogen.registry import load_once
 
-        gen = load(str(model), device=device)
-        if not isinstance(gen, VolumeGenerator):
-            raise TypeError(f"{model!r} is a {type(gen).__name__}, not a volumes model")
-        _LOADED[key] = gen
-    return _LOADED[key]
+    return load_once(model, device, expected=VolumeGenerator)
 
 
 def _level_range(level: float | Sequence[float] | None) -> tuple[float, float] | None:
