@@ -119,6 +119,23 @@ def test_sample_monai_runs_every_core_solver_and_is_reproducible(network):
         torch.testing.assert_close(a, b)
 
 
+def test_logsnr_grid_lies_on_timesteps_and_is_even_in_log_snr():
+    schedule, _ = schedule_from_monai(MonaiDDPM(num_train_timesteps=1000, schedule="scaled_linear_beta",
+                                                beta_start=0.0015, beta_end=0.0195))
+    grid = timestep_grid(1000, 20, spacing="logsnr", schedule=schedule)
+    k = grid[:-1] * 1000 - 1
+    assert float(grid[-1]) == 0.0 and float(k[0]) == 999.0 and float(k[-1]) == 0.0
+    assert torch.equal(k, k.round()) and bool((k[1:] < k[:-1]).all())
+    gaps = schedule.log_snr(grid[:-1]).diff()
+    assert float(gaps[:10].std() / gaps[:10].mean()) < 0.1  # even where rounding does not matter (high noise)
+    uniform = timestep_grid(1000, 20)
+    assert float((grid[1] - grid[0]).abs()) < float((uniform[1] - uniform[0]).abs())  # fewer steps wasted at t ~ 1
+    with pytest.raises(ValueError, match="needs the schedule"):
+        timestep_grid(1000, 20, spacing="logsnr")
+    with pytest.raises(ValueError, match="spacing must be"):
+        timestep_grid(1000, 20, spacing="karras", schedule=schedule)
+
+
 def test_model_wrapper_feeds_the_network_integer_timesteps():
     seen = []
 

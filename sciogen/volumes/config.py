@@ -109,7 +109,9 @@ class VolumeSamplingConfig(SamplingConfig):
     whole volume) runs each network call by MONAI's sliding window with that patch size;
     ``clip`` clips each clean estimate to the data range [-1, 1] (the network output is then
     made consistent with the clipped estimate, unlike MONAI's schedulers, which keep the
-    network's noise estimate)."""
+    network's noise estimate); ``spacing``: solver timesteps evenly spaced in log-SNR
+    (``"logsnr"``, the default: far closer to the ODE solution at 10-20 steps) or in
+    timesteps (``"uniform"``, as MONAI's DDIM)."""
 
     steps: int = 20
     batch_size: int = 2
@@ -117,6 +119,7 @@ class VolumeSamplingConfig(SamplingConfig):
     patch_size: list[int] | None = None
     overlap: float = 0.25
     clip: bool = False
+    spacing: str = "logsnr"
 
     def __post_init__(self):
         super().__post_init__()
@@ -124,6 +127,7 @@ class VolumeSamplingConfig(SamplingConfig):
             raise ConfigError(f"sampling.level must be in (0, 1], got {self.level}")
         if self.patch_size is not None and (len(self.patch_size) != 3 or min(self.patch_size) < 8):
             raise ConfigError(f"sampling.patch_size must be null or 3 sizes >= 8, got {self.patch_size}")
+        check_choice("sampling.spacing", self.spacing, ("uniform", "logsnr"))
         if not 0.0 <= self.overlap < 1.0:
             raise ConfigError(f"sampling.overlap must be in [0, 1), got {self.overlap}")
 

@@ -161,10 +161,11 @@ class VolumeGenerator(Generator):
     def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
                      shape: Sequence[int] | None = None, patch_size: Sequence[int] | None = None,
                      overlap: float | None = None, image: Any = None, level: float | None = None,
-                     mask: Any = None, clip: bool | None = None, **conditions) -> list[MetaTensor]:
+                     mask: Any = None, clip: bool | None = None, spacing: str | None = None,
+                     **conditions) -> list[MetaTensor]:
         if conditions:
             raise ValueError(f"unknown sampling conditions {sorted(conditions)}; the volumes domain takes shape=, "
-                             "patch_size=, overlap=, image=, level=, mask=, clip=")
+                             "patch_size=, overlap=, image=, level=, mask=, clip=, spacing=")
         s = self.config.sampling
         patch_size = s.patch_size if patch_size is None else patch_size
         overlap = s.overlap if overlap is None else float(overlap)
@@ -181,8 +182,10 @@ class VolumeGenerator(Generator):
         device = next(model.parameters()).device
         noise = torch.randn((n, 1, *shape), generator=generator, device=generator.device).to(device)
         schedule, prediction = schedule_from_monai(self.scheduler())
+        grid = timestep_grid(schedule.num_steps, steps, spacing=s.spacing if spacing is None else spacing,
+                             schedule=schedule)
         x = core_sample(self._model(model, patch_size, overlap, clip), noise, schedule=schedule, prediction=prediction,
-                        solver=solver, grid=timestep_grid(schedule.num_steps, steps), generator=generator)
+                        solver=solver, grid=grid, generator=generator)
         return [MetaTensor(x[i].float().cpu(), affine=self.grid_affine.clone(), meta={"space": "RAS"})
                 for i in range(n)]
 
@@ -195,7 +198,8 @@ class VolumeGenerator(Generator):
         x0 = grid.network.as_tensor()[None].to(device).expand(n, -1, -1, -1, -1)
         schedule, prediction = schedule_from_monai(self.scheduler())
         start = max(0, round(level * schedule.num_steps) - 1)
-        ts = timestep_grid(schedule.num_steps, max(1, min(int(steps), start + 1)), start=start)
+        ts = timestep_grid(schedule.num_steps, max(1, min(int(steps), start + 1)), start=start,
+                           spacing=self.config.sampling.spacing, schedule=schedule)
         t0 = ts[:1]
         noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(device)
         x_t = float(schedule.alpha(t0)) * x0 + float(schedule.sigma(t0)) * noise
@@ -228,7 +232,8 @@ class VolumeGenerator(Generator):
                          generator=generator)
         noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(device)
         out = core_sample(guided, noise, schedule=schedule, prediction=prediction, solver=solver,
-                          grid=timestep_grid(schedule.num_steps, steps), generator=generator)
+                          grid=timestep_grid(schedule.num_steps, steps, spacing=self.config.sampling.spacing,
+                                             schedule=schedule), generator=generator)
         original = _plain(volume[:1]).float()
         inside = _plain(hole) > 0
         results = []

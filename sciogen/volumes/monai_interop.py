@@ -90,11 +90,13 @@ class MonaiUNetModel:
 
 @torch.no_grad()
 def sample_monai(network: torch.nn.Module, scheduler: Any, noise: torch.Tensor, *, solver: str = "dpm++2m",
-                 steps: int = 20, generator: torch.Generator | None = None, **cond) -> torch.Tensor:
+                 steps: int = 20, spacing: str = "uniform", generator: torch.Generator | None = None,
+                 **cond) -> torch.Tensor:
     """Sample a MONAI diffusion network with a core solver.
 
-    The grid holds ``steps`` MONAI timesteps, evenly spaced from N - 1 down to 0
-    (``round(linspace(N - 1, 0, steps))``, as MONAI's DDIM ``set_timesteps``), then t = 0.
+    The grid holds ``steps`` MONAI timesteps from N - 1 down to 0, evenly spaced
+    (``spacing="uniform"``: ``round(linspace(N - 1, 0, steps))``, as MONAI's DDIM
+    ``set_timesteps``) or evenly in log-SNR (``"logsnr"``), then t = 0 (:func:`timestep_grid`).
 
     Args:
         network: the trained network (``DiffusionModelUNet``).
@@ -102,27 +104,45 @@ def sample_monai(network: torch.nn.Module, scheduler: Any, noise: torch.Tensor, 
         noise: the starting noise x_T, shaped as the network's input (B, C, *S).
         solver: a core solver (``ddim``, ``ddpm``, ``dpm++2m``, ``dpm++3m``, ``heun``, ...).
         steps: network evaluations of first-order solvers (Heun uses about twice as many).
+        spacing: ``"uniform"`` or ``"logsnr"`` timesteps.
         generator: randomness of stochastic solvers.
         cond: ``context`` / ``class_labels`` for a conditional network.
 
     Returns: the sample (B, C, *S).
     """
     schedule, prediction = schedule_from_monai(scheduler)
-    grid = timestep_grid(schedule.num_steps, steps)
+    grid = timestep_grid(schedule.num_steps, steps, spacing=spacing, schedule=schedule)
     return sample(MonaiUNetModel(network, schedule), noise, schedule=schedule, prediction=prediction, solver=solver,
                   grid=grid, generator=generator, **cond)
 
 
-def timestep_grid(num_train_timesteps: int, steps: int, start: int | None = None) -> torch.Tensor:
+def timestep_grid(num_train_timesteps: int, steps: int, start: int | None = None, spacing: str = "uniform",
+                  schedule: DiscreteSchedule | None = None) -> torch.Tensor:
     """The continuous-time grid of ``steps`` MONAI timesteps from ``start`` (default N - 1)
-    evenly down to 0 (rounded, as MONAI's DDIM ``set_timesteps``), then t = 0 (float64)."""
+    down to 0, then t = 0 (float64).
+
+    ``spacing="uniform"``: evenly spaced timesteps (rounded, as MONAI's DDIM ``set_timesteps``).
+    ``spacing="logsnr"``: evenly spaced in log-SNR (needs ``schedule``), rounded to timesteps;
+    repeated timesteps are dropped, so the grid may hold a few fewer steps. For a schedule
+    whose last alpha is small (MONAI's ``scaled_linear_beta``: alpha_T = 0.012) uniform
+    timesteps waste steps at high noise; log-SNR spacing puts them where the sample changes.
+    """
     n = int(num_train_timesteps)
     start = n - 1 if start is None else int(start)
     if not 0 <= start < n:
         raise ValueError(f"start timestep must be in [0, {n - 1}], got {start}")
     if not 1 <= int(steps) <= start + 1:
         raise ValueError(f"steps must be in [1, {start + 1}] (timesteps from {start} down to 0), got {steps}")
-    timesteps = torch.linspace(start, 0, int(steps), dtype=torch.float64).round()
+    if spacing == "uniform":
+        timesteps = torch.linspace(start, 0, int(steps), dtype=torch.float64).round()
+    elif spacing == "logsnr":
+        if schedule is None:
+            raise ValueError("spacing='logsnr' needs the schedule")
+        ends = torch.tensor([(start + 1.0) / n, 1.0 / n], dtype=torch.float64)
+        lam = torch.linspace(*schedule.log_snr(ends).tolist(), int(steps), dtype=torch.float64)
+        timesteps = (schedule.t_from_log_snr(lam) * n - 1.0).round().clamp(0, start).unique_consecutive()
+    else:
+        raise ValueError(f"spacing must be 'uniform' or 'logsnr', got {spacing!r}")
     return torch.cat([(timesteps + 1.0) / n, torch.zeros(1, dtype=torch.float64)])
 
 
