@@ -8,7 +8,8 @@ from sciogen.train.config import ConfigError, RunConfig, SamplingConfig, check_c
 
 _AXIS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
 
-__all__ = ["VolumeDataConfig", "VolumeModelConfig", "VolumeProcessConfig", "VolumeSamplingConfig", "VolumeConfig"]
+__all__ = ["VolumeDataConfig", "VolumeModelConfig", "VolumeConditionConfig", "VolumeProcessConfig",
+           "VolumeSamplingConfig", "VolumeConfig"]
 
 
 @dataclass
@@ -85,6 +86,55 @@ class VolumeModelConfig:
 
 
 @dataclass
+class VolumeConditionConfig:
+    """What the network is conditioned on (:mod:`sciogen.volumes.conditioning`); the
+    defaults give the unconditional model.
+
+    Attributes:
+        scalars: names of scalar covariates (e.g. ``[age]``), standardised by the training values.
+        classes: categorical covariates and their number of classes (e.g. ``{sex: 2}``).
+        dropout: probability of dropping all covariates of a training sample (classifier-free
+            guidance needs the unconditional model too).
+        guidance: default classifier-free guidance scale (1: the plain conditional model).
+        image: ``"none"``, ``"lowres"`` (super-resolution from the volume averaged over
+            ``factor``^3 blocks) or ``"paired"`` (a paired volume given with the training data).
+        factor: the super-resolution factor of ``"lowres"``.
+    """
+
+    scalars: list[str] = field(default_factory=list)
+    classes: dict[str, int] = field(default_factory=dict)
+    dropout: float = 0.15
+    guidance: float = 1.0
+    image: str = "none"
+    factor: int = 2
+
+    def __post_init__(self):
+        check_choice("condition.image", self.image, ("none", "lowres", "paired"))
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"condition.dropout must be in [0, 1), got {self.dropout}")
+        if self.guidance < 0:
+            raise ConfigError(f"condition.guidance must be >= 0, got {self.guidance}")
+        if self.image == "lowres" and self.factor < 2:
+            raise ConfigError(f"condition.factor must be >= 2, got {self.factor}")
+        both = set(self.scalars) & set(self.classes)
+        if both or len(set(self.scalars)) != len(self.scalars):
+            raise ConfigError(f"condition covariate names must be unique across scalars and classes, "
+                              f"repeated: {sorted(both) or self.scalars}")
+        bad = {k: v for k, v in self.classes.items() if int(v) < 2}
+        if bad:
+            raise ConfigError(f"condition.classes need at least 2 classes each, got {bad}")
+
+    @property
+    def names(self) -> list[str]:
+        """All covariates: the scalars, then the classes (the order of the covariate tensor)."""
+        return [*self.scalars, *self.classes]
+
+    @property
+    def image_channels(self) -> int:
+        return 0 if self.image == "none" else 1
+
+
+@dataclass
 class VolumeProcessConfig:
     """The training noise schedule, as MONAI schedulers take it (so MONAI's DDPM / DDIM
     schedulers sample the same network: see ``benchmarks/volumes.py``)."""
@@ -139,5 +189,6 @@ class VolumeConfig(RunConfig):
     domain: str = "volumes"
     data: VolumeDataConfig = field(default_factory=VolumeDataConfig)
     model: VolumeModelConfig = field(default_factory=VolumeModelConfig)
+    condition: VolumeConditionConfig = field(default_factory=VolumeConditionConfig)
     process: VolumeProcessConfig = field(default_factory=VolumeProcessConfig)
     sampling: VolumeSamplingConfig = field(default_factory=VolumeSamplingConfig)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,10 +35,11 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 from torch import nn
 
-from sciogen.diffusion import from_x0, inpaint, to_x0
+from sciogen.diffusion import classifier_free, from_x0, inpaint, to_x0
 from sciogen.diffusion import sample as core_sample
 from sciogen.train.generator import Generator
 
+from .conditioning import ConditionalUNet, covariate_tensor, degrade
 from .config import VolumeConfig
 from .data import NetworkGrid, augment_batch, load_volume, training_volumes
 from .io import read_volume, write_volume
@@ -51,7 +53,10 @@ class VolumeGenerator(Generator):
     """3D volumes by diffusion on a MONAI U-Net. Domain ``"volumes"``.
 
     ``fit(data)`` accepts a tensor of network-ready volumes ``(N, 1, *config.data.shape)``
-    in [-1, 1], a list of volume paths, or nothing (``config.data``).
+    in [-1, 1], a list of volume paths, or nothing (``config.data``). A conditional model
+    (``config.condition``) takes a dict ``{"image": (N, 1, *shape), "condition": (N, 1,
+    *shape) for "paired", <covariate>: (N,) values (NaN: missing)}`` or a list of MONAI-style
+    records ``{"image": path, "condition": path, <covariate>: value}``.
     """
 
     domain = "volumes"
@@ -78,28 +83,129 @@ class VolumeGenerator(Generator):
         return DDPMScheduler(num_train_timesteps=p.num_train_timesteps, schedule=p.schedule, beta_start=p.beta_start,
                              beta_end=p.beta_end, prediction_type=p.prediction)
 
+    @property
+    def conditional(self) -> bool:
+        c = self.config.condition
+        return bool(c.names) or c.image != "none"
+
     def build_model(self) -> nn.Module:
         m = self.config.model
         bad = [n for n in self.network_shape if n % self.divisor]
         if bad:
             raise ValueError(f"data.shape {list(self.network_shape)} must be multiples of {self.divisor} for "
                              f"model.channels {m.channels}")
-        return DiffusionModelUNet(spatial_dims=3, in_channels=1, out_channels=1, channels=tuple(m.channels),
-                                  attention_levels=tuple(m.attention_levels), num_res_blocks=m.num_res_blocks,
-                                  norm_num_groups=m.norm_num_groups, num_head_channels=8)
+        options = dict(spatial_dims=3, in_channels=1, out_channels=1, channels=tuple(m.channels),
+                       attention_levels=tuple(m.attention_levels), num_res_blocks=m.num_res_blocks,
+                       norm_num_groups=m.norm_num_groups, num_head_channels=8)
+        if not self.conditional:
+            return DiffusionModelUNet(**options)
+        c = self.config.condition
+        if c.image == "lowres" and any(n % c.factor for n in self.network_shape):
+            raise ValueError(f"data.shape {list(self.network_shape)} must be multiples of condition.factor {c.factor}")
+        return ConditionalUNet(options, scalars=c.scalars, classes=c.classes, image_channels=c.image_channels)
 
-    def training_data(self, data: Any = None) -> torch.Tensor:
+    def training_data(self, data: Any = None) -> torch.Tensor | torch.utils.data.Dataset:
+        if self.conditional:
+            return self._conditional_data(data)
         if isinstance(data, torch.Tensor):
-            expected = (1, *self.network_shape)
-            if tuple(data.shape[1:]) != expected:
-                raise ValueError(f"training volumes must have shape (N, {', '.join(map(str, expected))}), "
-                                 f"got {tuple(data.shape)}")
-            return data.float()
+            return self._check_volumes(data, "training volumes")
         volumes, self.grid_affine = training_volumes(self.config.data, None if data is None else list(data))
         return volumes
 
-    def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x0 = augment_batch(batch, self.config.data, generator)
+    def _check_volumes(self, data: torch.Tensor, what: str) -> torch.Tensor:
+        expected = (1, *self.network_shape)
+        if not isinstance(data, torch.Tensor) or tuple(data.shape[1:]) != expected:
+            raise ValueError(f"{what} must have shape (N, {', '.join(map(str, expected))}), "
+                             f"got {tuple(getattr(data, 'shape', ()))}")
+        return data.float()
+
+    def _conditional_data(self, data: Any) -> torch.utils.data.Dataset:
+        """Images, paired condition images and covariates as one dataset of dicts."""
+        c = self.config.condition
+        if data is None and (c.names or c.image == "paired"):
+            raise ValueError(f"a model conditioned on {c.names or 'a paired image'} needs training data with those "
+                             "values: fit({'image': ..., 'condition': ..., <covariate>: ...}) or a list of records")
+        if data is None:
+            data = {"image": training_volumes(self.config.data)[0]}
+        if isinstance(data, (list, tuple)):
+            data = self._read_records(data)
+        if not isinstance(data, dict) or "image" not in data:
+            raise ValueError("conditional training data must be a dict with an 'image' tensor (N, 1, *shape) or a "
+                             "list of records {'image': path, ...}")
+        images = self._check_volumes(data["image"], "data['image']")
+        n = images.shape[0]
+        parts = {"image": images}
+        if c.image == "paired":
+            if "condition" not in data:
+                raise ValueError("condition.image is 'paired': the training data needs 'condition' volumes")
+            parts["condition"] = self._check_volumes(data["condition"], "data['condition']")
+            if parts["condition"].shape[0] != n:
+                raise ValueError(f"{parts['condition'].shape[0]} condition volumes for {n} images")
+        if c.names:
+            missing = [name for name in c.names if name not in data]
+            if missing:
+                raise ValueError(f"the training data has no values for the covariate(s) {missing}")
+            columns = [torch.as_tensor(data[name], dtype=torch.float32).flatten() for name in c.names]
+            wrong = [name for name, col in zip(c.names, columns) if col.numel() != n]
+            if wrong:
+                raise ValueError(f"covariate(s) {wrong} need one value per image ({n})")
+            covariates = torch.stack(columns, 1)
+            for k, name in enumerate(c.classes, start=len(c.scalars)):  # checks the class indices
+                covariate_tensor({name: covariates[:, k][~covariates[:, k].isnan()]}, [name], c.classes,
+                                 int((~covariates[:, k].isnan()).sum()))
+            scalars = covariates[:, : len(c.scalars)]
+            embedding = self.model.covariates
+            for k, name in enumerate(c.scalars):
+                known = scalars[:, k][~scalars[:, k].isnan()]
+                if known.numel() == 0:
+                    raise ValueError(f"covariate {name!r} has no known value in the training data")
+                embedding.mean[k] = known.mean()
+                embedding.std[k] = known.std().clamp_min(1e-6) if known.numel() > 1 else 1.0
+            parts["covariates"] = covariates
+        return _Records(parts)
+
+    def _read_records(self, records: Sequence[Any]) -> dict[str, Any]:
+        """MONAI-style records ``{"image": path, "condition": path, <covariate>: value}`` on the network grid."""
+        d = self.config.data
+        out: dict[str, list] = {}
+        affines = []
+        for i, record in enumerate(records):
+            if not isinstance(record, dict) or "image" not in record:
+                raise ValueError(f"record {i} must be a dict with an 'image' path, got {record!r}")
+            grid = NetworkGrid(load_volume(record["image"], d.npz_axcodes), self.network_shape, d.percentiles, d.margin)
+            out.setdefault("image", []).append(grid.network.as_tensor()[None])
+            affines.append(grid.affine)
+            if self.config.condition.image == "paired":
+                if "condition" not in record:
+                    raise ValueError(f"record {i} ({record['image']}) has no 'condition' volume")
+                pair = NetworkGrid(load_volume(record["condition"], d.npz_axcodes), self.network_shape,
+                                   d.percentiles, d.margin)
+                out.setdefault("condition", []).append(pair.network.as_tensor()[None])
+            for name in self.config.condition.names:
+                value = record.get(name)
+                out.setdefault(name, []).append(math.nan if value is None or value == "" else float(value))
+        if not records:
+            raise ValueError("no training records")
+        self.grid_affine = torch.stack(affines).mean(0)
+        return {k: torch.cat(v).float() if k in ("image", "condition") else torch.tensor(v) for k, v in out.items()}
+
+    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
+        c = self.config.condition
+        cond: dict[str, torch.Tensor] = {}
+        if isinstance(batch, dict):
+            volumes = batch["image"] if c.image != "paired" else torch.cat([batch["image"], batch["condition"]], 1)
+            volumes = augment_batch(volumes, self.config.data, generator)  # the same warp for image and pair
+            x0 = volumes[:, :1]
+            if c.image == "paired":
+                cond["image"] = volumes[:, 1:]
+            elif c.image == "lowres":
+                cond["image"] = degrade(x0, c.factor)
+            if "covariates" in batch:
+                covariates = batch["covariates"].to(x0.device)
+                drop = torch.rand(x0.shape[0], generator=generator, device=generator.device).to(x0.device) < c.dropout
+                cond["covariates"] = torch.where(drop[:, None], torch.full_like(covariates, math.nan), covariates)
+        else:
+            x0 = augment_batch(batch, self.config.data, generator)
         schedule, prediction = schedule_from_monai(self.scheduler())
         n = schedule.num_steps
         k = torch.randint(0, n, (x0.shape[0],), generator=generator, device=generator.device).to(x0.device)
@@ -109,7 +215,7 @@ class VolumeGenerator(Generator):
         eps = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
         x_t = alpha * x0 + sigma * eps
         target = {"eps": eps, "x0": x0, "v": alpha * eps - sigma * x0}[prediction]
-        out = model(x_t, timesteps=k)
+        out = model(x_t, timesteps=k, **cond)
         return (out - target).pow(2).flatten(1).mean(1)
 
     def metadata(self) -> dict[str, Any]:
@@ -121,11 +227,15 @@ class VolumeGenerator(Generator):
 
     # -- sampling -------------------------------------------------------------------------------
 
-    def _model(self, network: nn.Module, patch_size: Sequence[int] | None, overlap: float, clip: bool | None = None):
+    def _model(self, network: nn.Module, patch_size: Sequence[int] | None, overlap: float, clip: bool | None = None,
+               guidance: float = 1.0):
         """The core-solver model: the network, or the network run by MONAI's sliding window;
-        with ``clip`` (default ``config.sampling.clip``) its clean estimate clipped to [-1, 1]."""
+        with ``guidance`` != 1, classifier-free guidance on the covariates; with ``clip``
+        (default ``config.sampling.clip``) its clean estimate clipped to [-1, 1]."""
         schedule, prediction = schedule_from_monai(self.scheduler())
         model = self._windowed(network, schedule, patch_size, overlap)
+        if guidance != 1.0:
+            model = classifier_free(model, guidance, null_cond={"covariates": None})
         if not (self.config.sampling.clip if clip is None else clip):
             return model
 
@@ -142,11 +252,19 @@ class VolumeGenerator(Generator):
         if patch_size is None:
             return MonaiUNetModel(network, schedule)
 
-        def windowed(x, timesteps):
-            out = [sliding_window_inference(
-                x[i:i + 1], roi_size=tuple(int(p) for p in patch_size), sw_batch_size=1,
-                predictor=lambda w, k=timesteps[i:i + 1]: network(w, timesteps=k.expand(w.shape[0])),
-                overlap=overlap, mode="gaussian") for i in range(x.shape[0])]
+        def windowed(x, timesteps, image=None, covariates=None):
+            inputs = x if image is None else torch.cat([x, image.to(x.dtype)], 1)  # windows cut through both
+            out = []
+            for i in range(x.shape[0]):
+                def predictor(w, k=timesteps[i:i + 1], cov=None if covariates is None else covariates[i:i + 1]):
+                    cond = {} if image is None else {"image": w[:, x.shape[1]:]}
+                    if cov is not None:
+                        cond["covariates"] = cov.expand(w.shape[0], -1)
+                    return network(w[:, :x.shape[1]], timesteps=k.expand(w.shape[0]), **cond)
+
+                out.append(sliding_window_inference(inputs[i:i + 1], roi_size=tuple(int(p) for p in patch_size),
+                                                    sw_batch_size=1, predictor=predictor, overlap=overlap,
+                                                    mode="gaussian"))
             return torch.cat([o.as_tensor() if hasattr(o, "as_tensor") else o for o in out])
 
         return MonaiUNetModel(windowed, schedule)
@@ -162,15 +280,33 @@ class VolumeGenerator(Generator):
                      shape: Sequence[int] | None = None, patch_size: Sequence[int] | None = None,
                      overlap: float | None = None, image: Any = None, level: float | None = None,
                      mask: Any = None, clip: bool | None = None, spacing: str | None = None,
+                     condition: dict[str, Any] | None = None, guidance: float | None = None,
                      **conditions) -> list[MetaTensor]:
         if conditions:
             raise ValueError(f"unknown sampling conditions {sorted(conditions)}; the volumes domain takes shape=, "
-                             "patch_size=, overlap=, image=, level=, mask=, clip=, spacing=")
-        s = self.config.sampling
+                             "patch_size=, overlap=, image=, level=, mask=, clip=, spacing=, condition=, guidance=")
+        s, c = self.config.sampling, self.config.condition
         patch_size = s.patch_size if patch_size is None else patch_size
         overlap = s.overlap if overlap is None else float(overlap)
         if patch_size is not None:
             patch_size = self._check_shape(patch_size, "patch_size")
+        device = next(model.parameters()).device
+        if isinstance(condition, (list, tuple)):  # the CLI's NAME=VALUE pairs
+            condition = dict(condition)
+        covariates = covariate_tensor(condition, c.names, c.classes, n)
+        guidance = c.guidance if guidance is None else float(guidance)
+        if guidance != 1.0 and not c.names:
+            raise ValueError("guidance= is classifier-free guidance on covariates; this model has none")
+        cond = {} if covariates is None else {"covariates": covariates.to(device)}
+        if c.image != "none":
+            if image is None:
+                raise ValueError(f"this model is conditioned on an image (condition.image={c.image!r}): pass image=, "
+                                 "the volume to super-resolve or translate")
+            if mask is not None or level is not None or shape is not None:
+                raise ValueError("an image-conditioned model takes image= as its condition; mask=, level= and shape= "
+                                 "do not apply")
+            return self._image_conditioned_batch(model, n, image, steps, solver, generator, patch_size, overlap,
+                                                 clip, spacing, guidance, cond)
         if mask is not None and image is None:
             raise ValueError("mask= needs image=: the volume whose masked region is to be generated")
         if image is not None and mask is not None:
@@ -179,14 +315,35 @@ class VolumeGenerator(Generator):
             return self._augment_batch(model, n, image, s.level if level is None else float(level), steps, solver,
                                        generator, patch_size, overlap)
         shape = self._check_shape(shape or self.network_shape, "shape")
-        device = next(model.parameters()).device
         noise = torch.randn((n, 1, *shape), generator=generator, device=generator.device).to(device)
         schedule, prediction = schedule_from_monai(self.scheduler())
         grid = timestep_grid(schedule.num_steps, steps, spacing=s.spacing if spacing is None else spacing,
                              schedule=schedule)
-        x = core_sample(self._model(model, patch_size, overlap, clip), noise, schedule=schedule, prediction=prediction,
-                        solver=solver, grid=grid, generator=generator)
-        return [MetaTensor(x[i].float().cpu(), affine=self.grid_affine.clone(), meta={"space": "RAS"})
+        x = core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
+                        prediction=prediction, solver=solver, grid=grid, generator=generator, **cond)
+        meta = {"space": "RAS", **({"condition": dict(condition), "guidance": guidance} if condition else {})}
+        return [MetaTensor(x[i].float().cpu(), affine=self.grid_affine.clone(), meta=dict(meta)) for i in range(n)]
+
+    def _image_conditioned_batch(self, model, n, image, steps, solver, generator, patch_size, overlap, clip, spacing,
+                                 guidance, cond) -> list[MetaTensor]:
+        """Super-resolution / translation of ``image``: generated on the network grid over the
+        input's field of view, in the input's units (its percentile normalisation inverted)."""
+        volume = _as_volume(image, "image")
+        grid = NetworkGrid(volume[:1], self.network_shape, self.config.data.percentiles, self.config.data.margin)
+        device = next(model.parameters()).device
+        source = grid.network.as_tensor()[None].to(device)
+        if self.config.condition.image == "lowres":
+            source = degrade(source, self.config.condition.factor)  # the degradation the model was trained on
+        noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(device)
+        schedule, prediction = schedule_from_monai(self.scheduler())
+        ts = timestep_grid(schedule.num_steps, steps, spacing=self.config.sampling.spacing if spacing is None else spacing,
+                           schedule=schedule)
+        x = core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
+                        prediction=prediction, solver=solver, grid=ts, generator=generator,
+                        image=source.expand(n, -1, -1, -1, -1), **cond)
+        norm = grid.normalization
+        return [MetaTensor(norm.inverse(x[i].float().cpu().clamp(-1.0, 1.0)), affine=grid.affine.clone(),
+                           meta={"space": "RAS", "condition_image": self.config.condition.image})
                 for i in range(n)]
 
     def _augment_batch(self, model, n, image, level, steps, solver, generator, patch_size, overlap) -> list[MetaTensor]:
@@ -267,7 +424,12 @@ class VolumeGenerator(Generator):
 
     @classmethod
     def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--image", help="a volume to make SDEdit variants of (NIfTI / MHA / NRRD)")
+        parser.add_argument("--image", help="a volume (NIfTI / MHA / NRRD): the condition of an image-conditioned "
+                                            "model (super-resolution, translation), else the volume to make SDEdit "
+                                            "variants of")
+        parser.add_argument("--condition", nargs="+", type=_covariate, metavar="NAME=VALUE",
+                            help="covariates of a conditional model, e.g. --condition age=70 sex=1")
+        parser.add_argument("--guidance", type=float, help="classifier-free guidance scale on the covariates (1: none)")
         parser.add_argument("--level", type=float, help="SDEdit noise level in (0, 1] for --image")
         parser.add_argument("--mask", help="with --image: a mask volume, nonzero where the image is to be generated "
                                            "(inpainting)")
@@ -312,6 +474,30 @@ class VolumeGenerator(Generator):
                 raise FileNotFoundError(f"no volumes (.nii.gz, .nii, .mha, .nrrd) in {path}")
             return [read_volume(f) for f in files]
         return [read_volume(path)]
+
+
+def _covariate(text: str) -> tuple[str, float]:
+    """``"age=70"`` -> ``("age", 70.0)`` (the CLI's ``--condition`` items)."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--condition items look like NAME=NUMBER, got {text!r}") from None
+
+
+class _Records(torch.utils.data.Dataset):
+    """Rows of equally long tensors as dicts (default-collated into a batch dict)."""
+
+    def __init__(self, parts: dict[str, torch.Tensor]):
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return next(iter(self.parts.values())).shape[0]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i] for k, v in self.parts.items()}
 
 
 def _as_volume(value: Any, name: str) -> torch.Tensor:
