@@ -10,6 +10,8 @@ MONAI's generative stack driven by sciogen's solvers.
   (SDEdit variants in the input's geometry) / save / load; config in ``config.py``;
 - ``conditioning.py``: :class:`ConditionalUNet` (covariates with classifier-free guidance;
   an image by channel concatenation: super-resolution, paired translation), :func:`degrade`;
+- ``latent.py``: :class:`LatentDiffusion` (MONAI ``AutoencoderKL`` + the U-Net on its
+  latents; two training stages by the shared trainer);
 - ``data.py``: :class:`NetworkGrid` (any volume <-> the network grid, invertible) and the
   training volumes with their augmentation;
 - ``metrics.py``: :func:`evaluate` (MS-SSIM diversity, nearest-reference SSIM / PSNR,
@@ -33,7 +35,7 @@ _INTEROP = ("schedule_from_monai", "MonaiUNetModel", "sample_monai", "timestep_g
 _PARTS = {
     "VolumeGenerator": "generator", "export_model": "generator",
     "VolumeConfig": "config", "VolumeDataConfig": "config", "VolumeModelConfig": "config",
-    "VolumeConditionConfig": "config", "ConditionalUNet": "conditioning", "degrade": "conditioning",
+    "VolumeConditionConfig": "config", "VolumeLatentConfig": "config", "LatentDiffusion": "latent", "ConditionalUNet": "conditioning", "degrade": "conditioning",
     "VolumeProcessConfig": "config", "VolumeSamplingConfig": "config",
     "NetworkGrid": "data", "training_volumes": "data", "load_volume": "data",
     "evaluate": "metrics", "ssim": "metrics", "ms_ssim": "metrics", "psnr": "metrics",

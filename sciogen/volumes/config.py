@@ -8,7 +8,7 @@ from sciogen.train.config import ConfigError, RunConfig, SamplingConfig, check_c
 
 _AXIS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
 
-__all__ = ["VolumeDataConfig", "VolumeModelConfig", "VolumeConditionConfig", "VolumeProcessConfig",
+__all__ = ["VolumeDataConfig", "VolumeModelConfig", "VolumeLatentConfig", "VolumeConditionConfig", "VolumeProcessConfig",
            "VolumeSamplingConfig", "VolumeConfig"]
 
 
@@ -69,6 +69,9 @@ class VolumeModelConfig:
 
     No attention by default: the network is then fully convolutional and generates volumes
     larger than its training grid (the 128^3 path), and its memory grows only linearly.
+    Keep at least two channels per GroupNorm group (``channels[0] / norm_num_groups >= 2``):
+    MONAI's ResNet blocks add the time (and covariate) embedding just before a GroupNorm, which
+    removes a per-channel shift entirely when a group holds one channel.
     """
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
@@ -83,6 +86,49 @@ class VolumeModelConfig:
         if any(c % self.norm_num_groups for c in self.channels):
             raise ConfigError(f"model.channels {self.channels} must be multiples of model.norm_num_groups "
                               f"({self.norm_num_groups})")
+
+
+@dataclass
+class VolumeLatentConfig:
+    """Latent diffusion (:mod:`sciogen.volumes.latent`): MONAI ``AutoencoderKL`` options and
+    its training stage. With ``enabled``, ``model`` describes the U-Net on the latent grid
+    (``data.shape`` / 2^(len(channels) - 1)).
+
+    Attributes:
+        enabled: train and sample in the autoencoder's latent space.
+        channels: autoencoder channels per level (each level after the first halves the grid).
+        latent_channels: channels of the latent volume.
+        num_res_blocks: residual blocks per autoencoder level.
+        norm_num_groups: GroupNorm groups of the autoencoder.
+        kl_weight: weight of the KL term of the autoencoder loss.
+        steps: autoencoder training steps (stage 1; then ``train.steps`` of diffusion).
+        lr: autoencoder learning rate.
+    """
+
+    enabled: bool = False
+    channels: list[int] = field(default_factory=lambda: [16, 32, 32])
+    latent_channels: int = 3
+    num_res_blocks: int = 1
+    norm_num_groups: int = 8
+    kl_weight: float = 1e-6
+    steps: int = 1000
+    lr: float = 1e-3
+
+    def __post_init__(self):
+        if len(self.channels) < 2:
+            raise ConfigError(f"latent.channels needs at least 2 levels (one downsampling), got {self.channels}")
+        if any(c % self.norm_num_groups for c in self.channels):
+            raise ConfigError(f"latent.channels {self.channels} must be multiples of latent.norm_num_groups "
+                              f"({self.norm_num_groups})")
+        if self.latent_channels < 1 or self.steps < 1 or self.lr <= 0 or self.kl_weight < 0:
+            raise ConfigError("latent.latent_channels and latent.steps must be >= 1, latent.lr > 0 and "
+                              f"latent.kl_weight >= 0; got {self.latent_channels}, {self.steps}, {self.lr}, "
+                              f"{self.kl_weight}")
+
+    @property
+    def factor(self) -> int:
+        """Voxels per latent voxel along each axis."""
+        return 2 ** (len(self.channels) - 1)
 
 
 @dataclass
@@ -189,6 +235,16 @@ class VolumeConfig(RunConfig):
     domain: str = "volumes"
     data: VolumeDataConfig = field(default_factory=VolumeDataConfig)
     model: VolumeModelConfig = field(default_factory=VolumeModelConfig)
+    latent: VolumeLatentConfig = field(default_factory=VolumeLatentConfig)
     condition: VolumeConditionConfig = field(default_factory=VolumeConditionConfig)
     process: VolumeProcessConfig = field(default_factory=VolumeProcessConfig)
     sampling: VolumeSamplingConfig = field(default_factory=VolumeSamplingConfig)
+
+    def __post_init__(self):
+        if self.latent.enabled and self.condition.image != "none":
+            raise ConfigError("image conditioning (condition.image) works in pixel space only; set latent.enabled: "
+                              "false or condition.image: none")
+        if self.latent.enabled and any(n % self.latent.factor for n in self.data.shape):
+            raise ConfigError(f"data.shape {self.data.shape} must be multiples of {self.latent.factor} for "
+                              f"latent.channels {self.latent.channels}")
+

@@ -37,10 +37,13 @@ from torch import nn
 
 from sciogen.diffusion import classifier_free, from_x0, inpaint, to_x0
 from sciogen.diffusion import sample as core_sample
-from sciogen.train.generator import Generator
+from sciogen.train.checkpoint import latest_checkpoint
+from sciogen.train.generator import Generator, _replace
+from sciogen.train.trainer import Trainer
 
 from .conditioning import ConditionalUNet, covariate_tensor, degrade
 from .config import VolumeConfig
+from .latent import LatentDiffusion, autoencoder_loss
 from .data import NetworkGrid, augment_batch, load_volume, training_volumes
 from .io import read_volume, write_volume
 from .metrics import evaluate
@@ -74,8 +77,13 @@ class VolumeGenerator(Generator):
         return tuple(int(n) for n in self.config.data.shape)
 
     @property
+    def latent(self) -> bool:
+        return self.config.latent.enabled
+
+    @property
     def divisor(self) -> int:
-        return 2 ** (len(self.config.model.channels) - 1)
+        """Volume sizes must be multiples of it (U-Net downsampling, times the autoencoder's)."""
+        return 2 ** (len(self.config.model.channels) - 1) * (self.config.latent.factor if self.latent else 1)
 
     def scheduler(self) -> DDPMScheduler:
         """The MONAI scheduler the network is trained with (its betas and prediction type)."""
@@ -94,15 +102,52 @@ class VolumeGenerator(Generator):
         if bad:
             raise ValueError(f"data.shape {list(self.network_shape)} must be multiples of {self.divisor} for "
                              f"model.channels {m.channels}")
-        options = dict(spatial_dims=3, in_channels=1, out_channels=1, channels=tuple(m.channels),
+        channels = self.config.latent.latent_channels if self.latent else 1
+        options = dict(spatial_dims=3, in_channels=channels, out_channels=channels, channels=tuple(m.channels),
                        attention_levels=tuple(m.attention_levels), num_res_blocks=m.num_res_blocks,
                        norm_num_groups=m.norm_num_groups, num_head_channels=8)
-        if not self.conditional:
-            return DiffusionModelUNet(**options)
         c = self.config.condition
         if c.image == "lowres" and any(n % c.factor for n in self.network_shape):
             raise ValueError(f"data.shape {list(self.network_shape)} must be multiples of condition.factor {c.factor}")
-        return ConditionalUNet(options, scalars=c.scalars, classes=c.classes, image_channels=c.image_channels)
+        unet = (ConditionalUNet(options, scalars=c.scalars, classes=c.classes, image_channels=c.image_channels)
+                if self.conditional else DiffusionModelUNet(**options))
+        if not self.latent:
+            return unet
+        a = self.config.latent
+        autoencoder = dict(spatial_dims=3, in_channels=1, out_channels=1, channels=tuple(a.channels),
+                           latent_channels=a.latent_channels, num_res_blocks=a.num_res_blocks,
+                           norm_num_groups=a.norm_num_groups, attention_levels=(False,) * len(a.channels),
+                           with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+        return LatentDiffusion(autoencoder, unet)
+
+    def fit(self, data: Any = None, *, run_dir: str | Path | None = None, resume: bool | str | Path = False,
+            validate: bool = True, **train_options) -> VolumeGenerator:
+        """Train (see :meth:`Generator.fit`). A latent model first trains its autoencoder
+        (``latent.steps``, checkpoints in ``<run_dir>/autoencoder``; skipped when resuming a
+        run whose diffusion stage has begun), then the diffusion U-Net on its frozen latents."""
+        if not self.latent:
+            return super().fit(data, run_dir=run_dir, resume=resume, validate=validate, **train_options)
+        if train_options:
+            self.config.train = _replace(self.config.train, train_options, "train")
+        run_dir = run_dir if run_dir is not None else self.config.train.run_dir
+        started = run_dir is not None and resume and latest_checkpoint(run_dir) is not None
+        if not started:
+            a = self.config.latent
+            stage = _replace(self.config.train, {"steps": a.steps, "lr": a.lr, "ema_decay": None}, "train")
+            dataset = self.training_data(data)
+            self.model.autoencoder.requires_grad_(True)
+            Trainer(self.model.autoencoder, self._autoencoder_loss, dataset, stage,
+                    run_dir=None if run_dir is None else Path(run_dir) / "autoencoder", header=self._header,
+                    ).fit(resume=resume)
+            volumes = dataset if isinstance(dataset, torch.Tensor) else dataset.parts["image"]
+            self.model.autoencoder.eval()
+            self.model.fit_scale(volumes)
+        self.model.autoencoder.requires_grad_(False)
+        return super().fit(data, run_dir=run_dir, resume=resume, validate=validate)
+
+    def _autoencoder_loss(self, autoencoder: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
+        x = augment_batch(batch["image"] if isinstance(batch, dict) else batch, self.config.data, generator)
+        return autoencoder_loss(autoencoder, x, self.config.latent.kl_weight)
 
     def training_data(self, data: Any = None) -> torch.Tensor | torch.utils.data.Dataset:
         if self.conditional:
@@ -206,6 +251,10 @@ class VolumeGenerator(Generator):
                 cond["covariates"] = torch.where(drop[:, None], torch.full_like(covariates, math.nan), covariates)
         else:
             x0 = augment_batch(batch, self.config.data, generator)
+        if self.latent:  # the frozen autoencoder's scaled latents (no gradient, outside DDP)
+            inner = getattr(model, "module", model)
+            inner.autoencoder.eval()
+            x0 = inner.encode(x0)
         schedule, prediction = schedule_from_monai(self.scheduler())
         n = schedule.num_steps
         k = torch.randint(0, n, (x0.shape[0],), generator=generator, device=generator.device).to(x0.device)
@@ -269,6 +318,12 @@ class VolumeGenerator(Generator):
 
         return MonaiUNetModel(windowed, schedule)
 
+    def _state_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """The diffused tensor of one volume of ``shape``: the volume, or its latent."""
+        if not self.latent:
+            return (1, *shape)
+        return (self.config.latent.latent_channels, *(s // self.config.latent.factor for s in shape))
+
     def _check_shape(self, shape: Sequence[int], what: str) -> tuple[int, int, int]:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 3 or any(s < self.divisor or s % self.divisor for s in shape):
@@ -289,6 +344,9 @@ class VolumeGenerator(Generator):
         patch_size = s.patch_size if patch_size is None else patch_size
         overlap = s.overlap if overlap is None else float(overlap)
         if patch_size is not None:
+            if self.latent:
+                raise ValueError("patch_size= (sliding window) is for pixel-space models; a latent model generates "
+                                 "large volumes whole (its U-Net works on the small latent grid)")
             patch_size = self._check_shape(patch_size, "patch_size")
         device = next(model.parameters()).device
         if isinstance(condition, (list, tuple)):  # the CLI's NAME=VALUE pairs
@@ -315,12 +373,14 @@ class VolumeGenerator(Generator):
             return self._augment_batch(model, n, image, s.level if level is None else float(level), steps, solver,
                                        generator, patch_size, overlap)
         shape = self._check_shape(shape or self.network_shape, "shape")
-        noise = torch.randn((n, 1, *shape), generator=generator, device=generator.device).to(device)
+        noise = torch.randn((n, *self._state_shape(shape)), generator=generator, device=generator.device).to(device)
         schedule, prediction = schedule_from_monai(self.scheduler())
         grid = timestep_grid(schedule.num_steps, steps, spacing=s.spacing if spacing is None else spacing,
                              schedule=schedule)
         x = core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
                         prediction=prediction, solver=solver, grid=grid, generator=generator, **cond)
+        if self.latent:
+            x = model.decode(x)
         meta = {"space": "RAS", **({"condition": dict(condition), "guidance": guidance} if condition else {})}
         return [MetaTensor(x[i].float().cpu(), affine=self.grid_affine.clone(), meta=dict(meta)) for i in range(n)]
 
@@ -353,6 +413,8 @@ class VolumeGenerator(Generator):
         grid = NetworkGrid(volume[:1], self.network_shape, self.config.data.percentiles, self.config.data.margin)
         device = next(model.parameters()).device
         x0 = grid.network.as_tensor()[None].to(device).expand(n, -1, -1, -1, -1)
+        if self.latent:
+            x0 = model.encode(x0)
         schedule, prediction = schedule_from_monai(self.scheduler())
         start = max(0, round(level * schedule.num_steps) - 1)
         ts = timestep_grid(schedule.num_steps, max(1, min(int(steps), start + 1)), start=start,
@@ -362,6 +424,8 @@ class VolumeGenerator(Generator):
         x_t = float(schedule.alpha(t0)) * x0 + float(schedule.sigma(t0)) * noise
         out = core_sample(self._model(model, patch_size, overlap), x_t, schedule=schedule, prediction=prediction,
                           solver=solver, grid=ts, generator=generator)
+        if self.latent:  # the change between decoded volumes: the autoencoder's own error cancels
+            out, x0 = model.decode(out), model.decode(x0)
         original = _plain(volume[:1]).float()
         norm = grid.normalization
         scale = (norm.high - norm.low) / (norm.out_range[1] - norm.out_range[0])  # network units -> input units
@@ -373,6 +437,9 @@ class VolumeGenerator(Generator):
         return results
 
     def _inpaint_batch(self, model, n, image, mask, steps, solver, generator, patch_size, overlap) -> list[MetaTensor]:
+        if self.latent:
+            raise ValueError("inpainting keeps the known voxels exactly, which a latent model cannot (its latent voxels "
+                             "mix 'known' and 'masked' ones); use a pixel-space model")
         volume = _as_volume(image, "image")
         hole = _as_volume(mask, "mask")[:1].float()
         if hole.shape[1:] != volume.shape[1:]:
