@@ -130,20 +130,26 @@ class VolumeGenerator(Generator):
         if train_options:
             self.config.train = _replace(self.config.train, train_options, "train")
         run_dir = run_dir if run_dir is not None else self.config.train.run_dir
-        started = run_dir is not None and resume and latest_checkpoint(run_dir) is not None
-        if not started:
-            a = self.config.latent
-            stage = _replace(self.config.train, {"steps": a.steps, "lr": a.lr, "ema_decay": None}, "train")
-            dataset = self.training_data(data)
-            self.model.autoencoder.requires_grad_(True)
-            Trainer(self.model.autoencoder, self._autoencoder_loss, dataset, stage,
-                    run_dir=None if run_dir is None else Path(run_dir) / "autoencoder", header=self._header,
-                    ).fit(resume=resume)
-            volumes = dataset if isinstance(dataset, torch.Tensor) else dataset.parts["image"]
-            self.model.autoencoder.eval()
-            self.model.fit_scale(volumes)
+        if resume is not False and resume is not True:  # a diffusion-stage checkpoint: it holds the autoencoder
+            stage2_resume = resume
+        else:
+            started = run_dir is not None and latest_checkpoint(run_dir) is not None
+            stage2_resume = bool(resume) and started
+            if not stage2_resume:
+                a = self.config.latent
+                stage = _replace(self.config.train, {"steps": a.steps, "lr": a.lr, "ema_decay": None}, "train")
+                folder = None if run_dir is None else Path(run_dir) / "autoencoder"
+                if resume and (folder is None or latest_checkpoint(folder) is None):
+                    raise FileNotFoundError(f"nothing to resume: no checkpoints in {run_dir} or {folder}")
+                dataset = self.training_data(data)
+                self.model.autoencoder.requires_grad_(True)
+                Trainer(self.model.autoencoder, self._autoencoder_loss, dataset, stage, run_dir=folder,
+                        header=self._header).fit(resume=bool(resume))
+                volumes = dataset if isinstance(dataset, torch.Tensor) else dataset.parts["image"]
+                self.model.autoencoder.eval()
+                self.model.fit_scale(volumes)
         self.model.autoencoder.requires_grad_(False)
-        return super().fit(data, run_dir=run_dir, resume=resume, validate=validate)
+        return super().fit(data, run_dir=run_dir, resume=stage2_resume, validate=validate)
 
     def _autoencoder_loss(self, autoencoder: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
         x = augment_batch(batch["image"] if isinstance(batch, dict) else batch, self.config.data, generator)
@@ -171,7 +177,8 @@ class VolumeGenerator(Generator):
             raise ValueError(f"a model conditioned on {c.names or 'a paired image'} needs training data with those "
                              "values: fit({'image': ..., 'condition': ..., <covariate>: ...}) or a list of records")
         if data is None:
-            data = {"image": training_volumes(self.config.data)[0]}
+            volumes, self.grid_affine = training_volumes(self.config.data)
+            data = {"image": volumes}
         if isinstance(data, (list, tuple)):
             data = self._read_records(data)
         if not isinstance(data, dict) or "image" not in data:
