@@ -59,10 +59,9 @@ def brains(config, files):
 
 
 def scores(x: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
-    from sciogen.volumes import psnr, ssim
+    from sciogen.volumes import paired_error
 
-    return {"psnr": float(psnr(x, truth, data_range=2.0).mean()), "ssim": float(ssim(x, truth, data_range=2.0).mean()),
-            "mean_abs_error": float((x - truth).abs().mean())}
+    return paired_error(x, truth, data_range=2.0)
 
 
 def superres(args) -> dict:

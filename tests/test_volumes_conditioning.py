@@ -203,3 +203,19 @@ def test_cli_condition_items_parse_and_reject_garbage(covariate_model, tmp_path,
     with pytest.raises(SystemExit):
         main(["sample", str(path), "-n", "1", "--condition", "bright", "--out", str(tmp_path / "bad")])
     assert "NAME=NUMBER" in capsys.readouterr().err
+
+
+def test_paired_error_scores_outputs_against_their_references():
+    from sciogen.volumes import paired_error
+
+    truth = torch.stack([_ball(0.5, 1.6), _ball(0.7, 1.6)])
+    exact = paired_error(truth, truth)
+    assert exact["mean_abs_error"] == 0 and exact["ssim"] == pytest.approx(1.0)
+    blurred = paired_error(degrade(truth, 2), truth, data_range=2.0)
+    noisy = paired_error(truth + 0.5 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0)), truth,
+                         data_range=2.0)
+    assert blurred["psnr"] > noisy["psnr"] and blurred["mean_abs_error"] > 0
+    one = paired_error(truth, truth[:1], data_range=2.0)  # one reference against every output
+    assert one["mean_abs_error"] > 0
+    with pytest.raises(ValueError, match="must pair up one to one"):
+        paired_error(truth, torch.stack([truth[0]] * 3))

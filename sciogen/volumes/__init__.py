@@ -15,7 +15,8 @@ MONAI's generative stack driven by sciogen's solvers.
 - ``data.py``: :class:`NetworkGrid` (any volume <-> the network grid, invertible) and the
   training volumes with their augmentation;
 - ``metrics.py``: :func:`evaluate` (MS-SSIM diversity, nearest-reference SSIM / PSNR,
-  intensity-histogram W1, MMD), :func:`ssim`, :func:`ms_ssim`, :func:`psnr`;
+  intensity-histogram W1, MMD), :func:`paired_error` (conditional outputs against their
+  references), :func:`ssim`, :func:`ms_ssim`, :func:`psnr`;
 - ``transforms.py``: :class:`RandVolumeDiffusion` / :class:`RandVolumeDiffusiond`, SDEdit
   augmentation as MONAI random transforms;
 - ``monai_interop.py``: :func:`schedule_from_monai`, :class:`MonaiUNetModel`,
@@ -38,7 +39,7 @@ _PARTS = {
     "VolumeConditionConfig": "config", "VolumeLatentConfig": "config", "LatentDiffusion": "latent", "ConditionalUNet": "conditioning", "degrade": "conditioning",
     "VolumeProcessConfig": "config", "VolumeSamplingConfig": "config",
     "NetworkGrid": "data", "training_volumes": "data", "load_volume": "data",
-    "evaluate": "metrics", "ssim": "metrics", "ms_ssim": "metrics", "psnr": "metrics",
+    "evaluate": "metrics", "paired_error": "metrics", "ssim": "metrics", "ms_ssim": "metrics", "psnr": "metrics",
     "RandVolumeDiffusion": "transforms", "RandVolumeDiffusiond": "transforms",
 }
 

@@ -10,6 +10,9 @@
 - ``mmd``: squared maximum mean discrepancy (Gaussian kernel, median bandwidth) between
   samples and reference, on volumes average-pooled to 8^3.
 
+:func:`paired_error` scores conditional outputs (super-resolution, translation, inpainting)
+against their references, pair by pair: PSNR, SSIM and mean absolute error.
+
 MS-SSIM's default five scales and 11-voxel kernel need volumes of at least 161 voxels a
 side; :func:`ms_ssim` uses a 3-voxel kernel and as many scales (equal weights) as the
 volume allows, so it is defined for 16^3 and up (32^3: 3 scales).
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from monai.metrics.regression import MultiScaleSSIMMetric, SSIMMetric
 
-__all__ = ["evaluate", "ssim", "ms_ssim", "psnr", "histogram_w1", "mmd"]
+__all__ = ["evaluate", "paired_error", "ssim", "ms_ssim", "psnr", "histogram_w1", "mmd"]
 
 
 def _stack(volumes: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
@@ -122,3 +125,18 @@ def evaluate(samples: Sequence[torch.Tensor] | torch.Tensor, reference: Sequence
             out["nearest_psnr"] = sum(best_psnr) / len(best_psnr)
             out["mmd"] = mmd(x, y)
     return out
+
+
+def paired_error(outputs: Sequence[torch.Tensor] | torch.Tensor, references: Sequence[torch.Tensor] | torch.Tensor,
+                 data_range: float | None = None) -> dict[str, float]:
+    """Error of each output against its own reference (same shapes), averaged: ``psnr`` (dB),
+    ``ssim`` and ``mean_abs_error``. ``data_range`` defaults to the references' range; one
+    reference is compared with every output."""
+    x, y = _stack(outputs), _stack(references)
+    if len(y) == 1:
+        y = y.expand_as(x)
+    if x.shape != y.shape:
+        raise ValueError(f"outputs {tuple(x.shape)} and references {tuple(y.shape)} must pair up one to one")
+    data_range = _range(y) if data_range is None else float(data_range)
+    return {"psnr": float(psnr(x, y, data_range).mean()), "ssim": float(ssim(x, y, data_range).mean()),
+            "mean_abs_error": float((x - y).abs().mean())}
