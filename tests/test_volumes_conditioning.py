@@ -219,3 +219,19 @@ def test_paired_error_scores_outputs_against_their_references():
     assert one["mean_abs_error"] > 0
     with pytest.raises(ValueError, match="must pair up one to one"):
         paired_error(truth, torch.stack([truth[0]] * 3))
+
+
+def test_a_covariate_model_trains_from_a_folder_and_its_table(tmp_path):
+    from sciogen.volumes import volume_records
+
+    rows = ["image,subject,visit,age"]
+    for i, (r, age) in enumerate(((0.5, 61.0), (0.6, ""), (0.7, 75.0), (0.8, 80.0))):
+        write_volume(MetaTensor((_ball(r, 1.6, (10, 10, 10)) + 1) * 300.0, affine=torch.eye(4, dtype=torch.float64)),
+                     tmp_path / f"s{i}.nii.gz")
+        rows.append(f"s{i}.nii.gz,sub-{i},1,{age}")
+    (tmp_path / "subjects.csv").write_text("\n".join(rows) + "\n")
+    records = volume_records(tmp_path, table=tmp_path / "subjects.csv")
+    gen = VolumeGenerator(VolumeConfig(data=STILL, model=MODEL, condition=VolumeConditionConfig(scalars=["age"])))
+    gen.fit(records, steps=2, **TRAIN)
+    assert float(gen.model.covariates.mean[0]) == pytest.approx((61 + 75 + 80) / 3)  # the empty cell is missing
+    assert gen.sample(1, steps=2, seed=0, condition={"age": 70})[0].shape == (1, *SHAPE)

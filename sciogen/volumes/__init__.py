@@ -12,6 +12,9 @@ MONAI's generative stack driven by sciogen's solvers.
   an image by channel concatenation: super-resolution, paired translation), :func:`degrade`;
 - ``latent.py``: :class:`LatentDiffusion` (MONAI ``AutoencoderKL`` + the U-Net on its
   latents; two training stages by the shared trainer);
+- ``datasets.py``: :func:`volume_records` (a folder of volumes, with labels and a CSV of
+  subject / visit / covariates, as MONAI records), :func:`volume_transforms` and
+  :class:`VolumeDataset` (load with checks, RAS, spacing, intensity, crop / pad to a shape);
 - ``data.py``: :class:`NetworkGrid` (any volume <-> the network grid, invertible) and the
   training volumes with their augmentation;
 - ``metrics.py``: :func:`evaluate` (MS-SSIM diversity, nearest-reference SSIM / PSNR,
@@ -38,6 +41,8 @@ _PARTS = {
     "VolumeConfig": "config", "VolumeDataConfig": "config", "VolumeModelConfig": "config",
     "VolumeConditionConfig": "config", "VolumeLatentConfig": "config", "LatentDiffusion": "latent", "ConditionalUNet": "conditioning", "degrade": "conditioning",
     "VolumeProcessConfig": "config", "VolumeSamplingConfig": "config",
+    "volume_records": "datasets", "volume_transforms": "datasets", "LoadVolumed": "datasets",
+    "VolumeDataset": "datasets", "VolumeDatasetError": "datasets",
     "NetworkGrid": "data", "training_volumes": "data", "load_volume": "data",
     "evaluate": "metrics", "paired_error": "metrics", "ssim": "metrics", "ms_ssim": "metrics", "psnr": "metrics",
     "RandVolumeDiffusion": "transforms", "RandVolumeDiffusiond": "transforms",
