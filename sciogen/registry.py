@@ -274,3 +274,7 @@ register_domain(DomainSpec(
     description="3D medical volumes (pixel diffusion on MONAI U-Nets, SDEdit augmentation, MONAI interop)",
     demo="sciogen.volumes.demo:run_demo",
 ))
+register_domain(DomainSpec(
+    name="volumes_longitudinal", module="sciogen.volumes.longitudinal", generator="LongitudinalVolumeGenerator",
+    extra="volumes", description="longitudinal 3D volumes (SADM-style): the next visits given earlier ones",
+))

@@ -15,6 +15,11 @@ MONAI's generative stack driven by sciogen's solvers.
 - ``datasets.py``: :func:`volume_records` (a folder of volumes, with labels and a CSV of
   subject / visit / covariates, as MONAI records), :func:`volume_transforms` and
   :class:`VolumeDataset` (load with checks, RAS, spacing, intensity, crop / pad to a shape);
+- ``longitudinal.py``: :class:`LongitudinalVolumeGenerator` (domain ``volumes_longitudinal``,
+  SADM-style: a sequence-aware conditioner attends over earlier visits and their times under
+  the block-causal mask of ``sciogen.ar``, missing visits masked; ``predict`` / ``forecast``
+  visit after visit) and :func:`synthetic_longitudinal` (the real brains with known
+  progressive deformations);
 - ``data.py``: :class:`NetworkGrid` (any volume <-> the network grid, invertible) and the
   training volumes with their augmentation;
 - ``metrics.py``: :func:`evaluate` (MS-SSIM diversity, nearest-reference SSIM / PSNR,
@@ -43,6 +48,12 @@ _PARTS = {
     "VolumeProcessConfig": "config", "VolumeSamplingConfig": "config",
     "volume_records": "datasets", "volume_transforms": "datasets", "LoadVolumed": "datasets",
     "VolumeDataset": "datasets", "VolumeDatasetError": "datasets",
+    "LongitudinalVolumeGenerator": "longitudinal", "LongitudinalConfig": "longitudinal", "LongitudinalDataConfig":
+    "longitudinal", "LongitudinalModelConfig": "longitudinal", "LongitudinalSyntheticConfig": "longitudinal",
+    "LongitudinalSamplingConfig": "longitudinal", "LongitudinalSet": "longitudinal", "synthetic_longitudinal":
+    "longitudinal", "progressive_displacement": "longitudinal", "subject_on_grid": "longitudinal",
+    "SequenceConditioner": "longitudinal", "VisitEncoder": "longitudinal", "LongitudinalUNet": "longitudinal",
+    "HistoryError": "longitudinal",
     "NetworkGrid": "data", "training_volumes": "data", "load_volume": "data",
     "evaluate": "metrics", "paired_error": "metrics", "ssim": "metrics", "ms_ssim": "metrics", "psnr": "metrics",
     "RandVolumeDiffusion": "transforms", "RandVolumeDiffusiond": "transforms",
