@@ -1,7 +1,11 @@
-"""Statistics used by several tests."""
+"""Statistics and test files used by several tests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 import torch
 
 
@@ -25,3 +29,34 @@ def energy_test_pvalue(x: torch.Tensor, y: torch.Tensor, permutations: int = 200
     observed = stat(torch.arange(z.shape[0]))
     count = sum(bool(stat(torch.randperm(z.shape[0], generator=g)) >= observed) for _ in range(permutations))
     return (count + 1) / (permutations + 1)
+
+
+def write_dicom_series(folder: Path, arr_zyx: np.ndarray, series_uid: str, spacing: Sequence[float],
+                       origin: Sequence[float] = (0.0, 0.0, 0.0),
+                       direction: Sequence[float] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)) -> None:
+    """A DICOM series, one file per slice, with the tags GDCM needs to rebuild the geometry (SimpleITK)."""
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    img = sitk.GetImageFromArray(arr_zyx.astype(np.int16))
+    img.SetSpacing(tuple(spacing))
+    img.SetOrigin(tuple(origin))
+    img.SetDirection(tuple(direction))
+    d = direction
+    orientation = "\\".join(str(v) for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(img.GetDepth()):
+        slice_k = img[:, :, k]
+        for tag, value in (
+            ("0008|0060", "CT"),
+            ("0020|000d", series_uid + ".1"),  # study
+            ("0020|000e", series_uid),
+            ("0008|0018", f"{series_uid}.{k + 10}"),  # SOP instance
+            ("0020|0037", orientation),
+            ("0020|0032", "\\".join(str(v) for v in img.TransformIndexToPhysicalPoint((0, 0, k)))),
+            ("0020|0013", str(k + 1)),
+        ):
+            slice_k.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{series_uid.replace('.', '_')}_{k:03d}.dcm"))
+        writer.Execute(slice_k)

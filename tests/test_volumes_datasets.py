@@ -16,6 +16,7 @@ sitk = pytest.importorskip("SimpleITK")
 
 from monai.data import MetaTensor, list_data_collate  # noqa: E402
 
+from .helpers import write_dicom_series  # noqa: E402
 from sciogen.volumes.data import axcodes_affine  # noqa: E402
 from sciogen.volumes.datasets import (  # noqa: E402
     LoadVolumed,
@@ -111,29 +112,10 @@ def test_table_chooses_volumes_in_sub_folders_and_renamed_columns(tmp_path):
     assert all("visit" not in r for r in records)
 
 
-def _write_dicom_series(folder: Path, array_zyx: np.ndarray, spacing: tuple[float, float, float]) -> None:
-    """A small DICOM series (one file per slice, identity directions) that GDCM can rebuild."""
-    folder.mkdir(parents=True)
-    image = sitk.GetImageFromArray(array_zyx.astype(np.int16))
-    image.SetSpacing(spacing)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    uid = "1.2.826.0.1.3680043.2.1125.7.1"
-    for k in range(image.GetDepth()):
-        slice_k = image[:, :, k]
-        position = "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k)))
-        for tag, value in (("0008|0060", "MR"), ("0020|000d", uid + ".1"), ("0020|000e", uid),
-                           ("0008|0018", f"{uid}.{k + 10}"), ("0020|0037", "1\\0\\0\\0\\1\\0"),
-                           ("0020|0032", position), ("0020|0013", str(k + 1))):
-            slice_k.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
-        writer.Execute(slice_k)
-
-
 def test_dicom_series_folder_is_a_volume(tmp_path):
     array = np.zeros((6, 10, 12))  # (z, y, x)
     array[1:5, 2:8, 3:9] = 100.0
-    _write_dicom_series(tmp_path / "scans" / "ct1", array, (1.0, 1.0, 2.0))
+    write_dicom_series(tmp_path / "scans" / "ct1", array, "1.2.826.0.1.3680043.2.1125.7.1", (1.0, 1.0, 2.0))
     (tmp_path / "scans" / "empty_folder").mkdir()
     records = volume_records(tmp_path / "scans")
     assert records == [{"image": str(tmp_path / "scans" / "ct1")}]

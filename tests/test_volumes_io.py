@@ -16,6 +16,7 @@ sitk = pytest.importorskip("SimpleITK")
 
 from monai.data import MetaTensor  # noqa: E402
 
+from .helpers import write_dicom_series  # noqa: E402
 from sciogen.volumes.io import (  # noqa: E402
     GeometryMismatchError,
     IntensityNormalization,
@@ -171,39 +172,12 @@ def test_failed_write_leaves_old_file_and_no_partial(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["vol.nii.gz"]
 
 
-def _write_dicom_series(folder: Path, arr_zyx: np.ndarray, series_uid: str, spacing, origin, direction) -> None:
-    """One file per slice, with the tags GDCM needs to rebuild the geometry."""
-    folder.mkdir(exist_ok=True)
-    img = sitk.GetImageFromArray(arr_zyx.astype(np.int16))
-    img.SetSpacing(spacing)
-    img.SetOrigin(origin)
-    img.SetDirection(direction)
-    d = direction
-    orientation = "\\".join(str(v) for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for k in range(img.GetDepth()):
-        slice_k = img[:, :, k]
-        for tag, value in (
-            ("0008|0060", "CT"),
-            ("0020|000d", series_uid + ".1"),  # study
-            ("0020|000e", series_uid),
-            ("0008|0018", f"{series_uid}.{k + 10}"),  # SOP instance
-            ("0020|0037", orientation),
-            ("0020|0032", "\\".join(str(v) for v in img.TransformIndexToPhysicalPoint((0, 0, k)))),
-            ("0020|0013", str(k + 1)),
-        ):
-            slice_k.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"{series_uid[-4:]}_{k:03d}.dcm"))
-        writer.Execute(slice_k)
-
-
 def test_dicom_series_folder(tmp_path):
     arr = np.random.default_rng(0).integers(-1000, 1000, size=(5, 7, 6))  # (z, y, x)
     rot = _rotation((0.0, 0.0, 0.4))
     spacing, origin = (0.8, 0.9, 2.0), (-50.0, 20.0, 15.0)
     uid = "1.2.826.0.1.3680043.2.1125.1.1001"
-    _write_dicom_series(tmp_path / "ct", arr, uid, spacing, origin, rot.ravel().tolist())
+    write_dicom_series(tmp_path / "ct", arr, uid, spacing, origin, rot.ravel().tolist())
     volume = read_volume(tmp_path / "ct")
     assert tuple(volume.shape) == (1, 6, 7, 5)
     np.testing.assert_array_equal(volume[0].numpy(), arr.T)
@@ -218,7 +192,7 @@ def test_dicom_folder_with_two_series_asks_for_one(tmp_path):
     arr = np.zeros((3, 4, 5))
     uids = ["1.2.826.0.1.3680043.2.1125.1.2001", "1.2.826.0.1.3680043.2.1125.1.2002"]
     for uid in uids:
-        _write_dicom_series(tmp_path / "mixed", arr, uid, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3).ravel().tolist())
+        write_dicom_series(tmp_path / "mixed", arr, uid, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3).ravel().tolist())
     with pytest.raises(VolumeError, match="series_uid"):
         read_volume(tmp_path / "mixed")
     assert tuple(read_volume(tmp_path / "mixed", series_uid=uids[1]).shape) == (1, 5, 4, 3)
