@@ -235,3 +235,37 @@ def test_a_covariate_model_trains_from_a_folder_and_its_table(tmp_path):
     gen.fit(records, steps=2, **TRAIN)
     assert float(gen.model.covariates.mean[0]) == pytest.approx((61 + 75 + 80) / 3)  # the empty cell is missing
     assert gen.sample(1, steps=2, seed=0, condition={"age": 70})[0].shape == (1, *SHAPE)
+
+
+def test_random_boxes_and_blank_make_the_inpainting_condition():
+    from sciogen.volumes.conditioning import blank, random_boxes
+
+    masks = random_boxes((16, 16, 8), 6, torch.Generator().manual_seed(0))
+    assert masks.shape == (6, 1, 16, 16, 8) and set(masks.unique().tolist()) == {0.0, 1.0}
+    for m in masks[:, 0]:
+        sides = [int(m.any(dim=tuple(a for a in range(3) if a != axis)).sum()) for axis in range(3)]
+        assert all(0.2 * n - 1 <= side <= 0.5 * n + 1 for side, n in zip(sides, (16, 16, 8)))
+        assert int(m.sum()) == sides[0] * sides[1] * sides[2]  # one box
+    x = torch.rand(6, 1, 16, 16, 8)
+    cond = blank(x, masks)
+    assert cond.shape == (6, 2, 16, 16, 8)
+    assert torch.equal(cond[:, 1:], masks) and bool((cond[:, :1][masks > 0] == 0).all())
+    torch.testing.assert_close(cond[:, :1][masks == 0], x[masks == 0])
+
+
+def test_a_model_trained_to_fill_holes_inpaints_with_its_condition():
+    images = torch.stack([_ball(r, 1.6) for r in (0.4, 0.55, 0.7, 0.85)])
+    gen = VolumeGenerator(VolumeConfig(data=STILL, model=MODEL, process=VolumeProcessConfig(prediction="v_prediction"),
+                                       condition=VolumeConditionConfig(image="masked")))
+    gen.fit({"image": images}, steps=5, **TRAIN)
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0], dtype=torch.float64))
+    image = MetaTensor((_ball(0.6, 1.6, (12, 12, 12)) + 1) * 500.0, affine=affine)
+    hole = torch.zeros(1, 12, 12, 12)
+    hole[:, 4:8, 4:8, 4:8] = 1.0
+    out = gen.inpaint(image, MetaTensor(hole, affine=affine), n=2, steps=4, seed=0)
+    outside = hole[0] == 0
+    assert torch.equal(out[0][0][outside], image[0][outside].as_tensor())  # the input, voxel for voxel
+    assert not torch.allclose(out[0][0][~outside], out[1][0][~outside])  # two draws inside
+    torch.testing.assert_close(out[0].affine.double(), affine)
+    with pytest.raises(ValueError, match="inpainting model"):
+        gen.sample(1, image=image)

@@ -13,8 +13,9 @@ channel concatenation.
   (:func:`sciogen.diffusion.classifier_free`).
 - **an image** (``condition.image``): ``"lowres"`` (super-resolution: the condition is the
   target degraded by :func:`degrade`, i.e. averaged over ``factor``^3 blocks and upsampled
-  back) or ``"paired"`` (any paired volume, e.g. another modality), concatenated to the
-  noisy volume as extra input channels.
+  back), ``"paired"`` (any paired volume, e.g. another modality) or ``"masked"`` (inpainting:
+  the volume with a region blanked plus the region's mask, :func:`blank`; training blanks
+  random boxes, :func:`random_boxes`), concatenated to the noisy volume as input channels.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
-__all__ = ["CovariateEmbedding", "ConditionalUNet", "degrade", "covariate_tensor"]
+__all__ = ["CovariateEmbedding", "ConditionalUNet", "degrade", "blank", "random_boxes", "covariate_tensor"]
 
 
 class CovariateEmbedding(nn.Module):
@@ -118,6 +119,29 @@ def degrade(x: torch.Tensor, factor: int) -> torch.Tensor:
         raise ValueError(f"the volume shape {tuple(x.shape[2:])} must be a multiple of the factor {factor}")
     low = F.avg_pool3d(x, factor)
     return F.interpolate(low, size=x.shape[2:], mode="trilinear", align_corners=False)
+
+
+def blank(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The inpainting condition: ``x`` ``(B, 1, *S)`` set to 0 where ``mask`` (``(B, 1, *S)``,
+    1 = to generate) is set, and the mask itself: ``(B, 2, *S)``."""
+    mask = mask.to(x.dtype)
+    return torch.cat([x * (1.0 - mask), mask], 1)
+
+
+def random_boxes(shape: Sequence[int], n: int, generator: torch.Generator, device: torch.device | str = "cpu",
+                 low: float = 0.2, high: float = 0.5) -> torch.Tensor:
+    """``n`` masks ``(n, 1, *shape)``, each one box with sides between ``low`` and ``high``
+    of the volume's, placed uniformly (the training holes of the ``"masked"`` condition)."""
+    mask = torch.zeros((n, 1, *shape), device=device)
+    for i in range(n):
+        u = torch.rand(2 * len(shape), generator=generator, device=generator.device).tolist()
+        box = []
+        for axis, size in enumerate(shape):
+            side = max(1, round(size * (low + (high - low) * u[axis])))
+            start = int(u[len(shape) + axis] * (size - side + 1))
+            box.append(slice(start, start + side))
+        mask[(i, 0, *box)] = 1.0
+    return mask
 
 
 def covariate_tensor(values: Mapping[str, Any] | None, names: Sequence[str], classes: Mapping[str, int],

@@ -143,7 +143,9 @@ class VolumeConditionConfig:
             guidance needs the unconditional model too).
         guidance: default classifier-free guidance scale (1: the plain conditional model).
         image: ``"none"``, ``"lowres"`` (super-resolution from the volume averaged over
-            ``factor``^3 blocks) or ``"paired"`` (a paired volume given with the training data).
+            ``factor``^3 blocks), ``"paired"`` (a paired volume given with the training data) or
+            ``"masked"`` (inpainting: the volume with a region blanked, and the region's mask;
+            training blanks random boxes).
         factor: the super-resolution factor of ``"lowres"``.
     """
 
@@ -155,7 +157,7 @@ class VolumeConditionConfig:
     factor: int = 2
 
     def __post_init__(self):
-        check_choice("condition.image", self.image, ("none", "lowres", "paired"))
+        check_choice("condition.image", self.image, ("none", "lowres", "paired", "masked"))
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"condition.dropout must be in [0, 1), got {self.dropout}")
         if self.guidance < 0:
@@ -177,7 +179,7 @@ class VolumeConditionConfig:
 
     @property
     def image_channels(self) -> int:
-        return 0 if self.image == "none" else 1
+        return {"none": 0, "masked": 2}.get(self.image, 1)
 
 
 @dataclass

@@ -41,7 +41,7 @@ from sciogen.train.checkpoint import latest_checkpoint
 from sciogen.train.generator import Generator, _replace
 from sciogen.train.trainer import Trainer
 
-from .conditioning import ConditionalUNet, covariate_tensor, degrade
+from .conditioning import ConditionalUNet, blank, covariate_tensor, degrade, random_boxes
 from .config import VolumeConfig
 from .latent import LatentDiffusion, autoencoder_loss
 from .data import NetworkGrid, augment_batch, load_volume, training_volumes
@@ -252,6 +252,8 @@ class VolumeGenerator(Generator):
                 cond["image"] = volumes[:, 1:]
             elif c.image == "lowres":
                 cond["image"] = degrade(x0, c.factor)
+            elif c.image == "masked":
+                cond["image"] = blank(x0, random_boxes(x0.shape[2:], x0.shape[0], generator, x0.device))
             if "covariates" in batch:
                 covariates = batch["covariates"].to(x0.device)
                 drop = torch.rand(x0.shape[0], generator=generator, device=generator.device).to(x0.device) < c.dropout
@@ -363,6 +365,11 @@ class VolumeGenerator(Generator):
         if guidance != 1.0 and not c.names:
             raise ValueError("guidance= is classifier-free guidance on covariates; this model has none")
         cond = {} if covariates is None else {"covariates": covariates.to(device)}
+        if c.image == "masked":
+            if image is None or mask is None:
+                raise ValueError("this is an inpainting model (condition.image='masked'): pass image= and mask= "
+                                 "(nonzero where the volume is to be generated)")
+            return self._inpaint_batch(model, n, image, mask, steps, solver, generator, patch_size, overlap, cond)
         if c.image != "none":
             if image is None:
                 raise ValueError(f"this model is conditioned on an image (condition.image={c.image!r}): pass image=, "
@@ -443,7 +450,8 @@ class VolumeGenerator(Generator):
             results.append(MetaTensor(variant, affine=_affine(volume), meta={"sdedit_level": level}))
         return results
 
-    def _inpaint_batch(self, model, n, image, mask, steps, solver, generator, patch_size, overlap) -> list[MetaTensor]:
+    def _inpaint_batch(self, model, n, image, mask, steps, solver, generator, patch_size, overlap,
+                       cond: dict | None = None) -> list[MetaTensor]:
         if self.latent:
             raise ValueError("inpainting keeps the known voxels exactly, which a latent model cannot (its latent voxels "
                              "mix 'known' and 'masked' ones); use a pixel-space model")
@@ -459,12 +467,17 @@ class VolumeGenerator(Generator):
         known = grid.network.as_tensor()[:1][None].to(device)
         keep = (grid.network.as_tensor()[1:2][None] < 0.5).to(device)  # known voxels on the network grid
         schedule, prediction = schedule_from_monai(self.scheduler())
-        guided = inpaint(self._model(model, patch_size, overlap), known, keep, schedule=schedule, prediction=prediction,
-                         generator=generator)
+        cond = dict(cond or {})
+        if self.config.condition.image == "masked":  # a model trained to fill holes: the hole is its condition
+            guided = self._model(model, patch_size, overlap)
+            cond["image"] = blank(known, (~keep).float()).expand(n, -1, -1, -1, -1)
+        else:  # replacement guidance on an unconditional model
+            guided = inpaint(self._model(model, patch_size, overlap), known, keep, schedule=schedule,
+                             prediction=prediction, generator=generator)
         noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(device)
         out = core_sample(guided, noise, schedule=schedule, prediction=prediction, solver=solver,
                           grid=timestep_grid(schedule.num_steps, steps, spacing=self.config.sampling.spacing,
-                                             schedule=schedule), generator=generator)
+                                             schedule=schedule), generator=generator, **cond)
         original = _plain(volume[:1]).float()
         inside = _plain(hole) > 0
         results = []
@@ -476,9 +489,11 @@ class VolumeGenerator(Generator):
 
     def inpaint(self, image: Any, mask: Any, *, n: int = 1, steps: int | None = None, seed: int | None = None,
                 **options) -> list[MetaTensor]:
-        """``n`` completions of ``image`` where ``mask`` is nonzero (the region to generate), by
-        replacement inpainting (the known voxels are re-noised to each step's level and kept
-        exactly in the estimate). Outside the mask the result is the input, voxel for voxel;
+        """``n`` completions of ``image`` where ``mask`` is nonzero (the region to generate): by
+        the model itself if it was trained to fill holes (``condition.image: masked``, the
+        blanked volume and the mask concatenated to its input), else by replacement inpainting
+        (the known voxels are re-noised to each step's level and kept exactly in the
+        estimate). Outside the mask the result is the input, voxel for voxel;
         inside, the generated content mapped back from the network grid. Input units and affine
         are kept. Options: ``solver``, ``batch_size``."""
         return self.sample(n, steps=steps, seed=seed, image=image, mask=mask, **options)
