@@ -79,6 +79,7 @@ from sciogen.train.generator import Generator
 
 from .config import VolumeDataConfig, VolumeModelConfig, VolumeProcessConfig
 from .data import NetworkGrid, augment_batch, load_volume, training_volumes
+from .generator import VolumeGenerator, _plain
 from .io import IntensityNormalization, read_volume, write_volume
 from .metrics import evaluate, paired_error
 from .monai_interop import MonaiUNetModel, schedule_from_monai, timestep_grid
@@ -295,10 +296,6 @@ def subject_on_grid(volumes: Sequence[Any], shape: Sequence[int], percentiles: S
     grid = NetworkGrid(first, shape, percentiles, margin, extra=torch.cat(rest) if rest else None)
     out = grid.network.as_tensor().clamp(-1.0, 1.0)[:, None]
     return out.float(), grid
-
-
-def _plain(x: torch.Tensor) -> torch.Tensor:
-    return x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)
 
 
 def _latest_earlier(present: torch.Tensor) -> torch.Tensor:
@@ -604,9 +601,7 @@ class LongitudinalVolumeGenerator(Generator):
 
     def scheduler(self) -> DDPMScheduler:
         """The MONAI scheduler the network is trained with (its betas and prediction type)."""
-        p = self.config.process
-        return DDPMScheduler(num_train_timesteps=p.num_train_timesteps, schedule=p.schedule, beta_start=p.beta_start,
-                             beta_end=p.beta_end, prediction_type=p.prediction)
+        return VolumeGenerator.scheduler(self)
 
     def build_model(self) -> LongitudinalUNet:
         m = self.config.model
