@@ -118,6 +118,16 @@ def test_lags_and_normalisation():
     assert mask[0, :, 0].tolist() == [1, 1, 1, 0, 1] and mask[0, :, 1].tolist() == [0, 1, 1, 1, 0]
     x, _, loc, scale = make_state(window, [1], 3, 2, "standard")
     assert loc.item() == pytest.approx(4.0) and scale.item() == pytest.approx(np.std([2.0, 4.0, 6.0]))
+    # "last": the scale of "standard", centred on the last observed past value (missing
+    # values skipped), so the forecast origin is 0
+    x, _, loc, scale = make_state(window, [1], 3, 2, "last")
+    assert loc.item() == pytest.approx(6.0) and scale.item() == pytest.approx(np.std([2.0, 4.0, 6.0]))
+    assert x[0, 2, 0].item() == 0.0
+    gappy = torch.tensor([[1.0, 3.0, np.nan, np.nan, 0.0]], dtype=torch.float64)  # context 3, horizon 2
+    _, _, loc, _ = make_state(gappy, [], 3, 2, "last")
+    assert loc.item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="allowed: mean, standard, last"):
+        make_state(window, [1], 3, 2, "median")
 
 
 def test_window_dataset_pads_the_lag_history_with_missing_values():

@@ -36,7 +36,9 @@ class TSDataConfig:
         normalization: ``"mean"`` divides each window by the mean |value| of its context
             (TSDiff); ``"standard"`` subtracts the context mean and divides by its standard
             deviation (location-scale per window, for series whose variation is small
-            relative to their level).
+            relative to their level); ``"last"`` keeps that scale but subtracts the last
+            observed past value, so the forecast starts from 0 in every window (for series
+            that move like random walks; see the exchange-rate card).
         min_observed: windows with a smaller observed fraction are left out of training.
         holdout_windows: leave the last ``holdout_windows x prediction_length`` steps of
             every training series out of training (a validation split).
@@ -48,7 +50,7 @@ class TSDataConfig:
     context_length: int | None = None
     context_multiple: int = 12
     lags: list[int] | None = None
-    normalization: Literal["mean", "standard"] = "mean"
+    normalization: Literal["mean", "standard", "last"] = "mean"
     min_observed: float = 0.5
     holdout_windows: int = 0
 
@@ -105,6 +107,8 @@ class TSGuidanceConfig:
         loss: ``"quantile"`` (TSDiff-Q: sample i of n is guided with the pinball loss at
             quantile (i + 1) / (n + 1)) or ``"mse"`` (TSDiff-MS).
         eta: DDIM stochasticity (0 = deterministic).
+        replace: also replace the observed entries of x_t at every step (inpainting by
+            replacement, not in TSDiff; see :mod:`sciogen.timeseries.forecast`).
         num_samples: sample paths per forecast.
         batch_size: sample paths per network call.
     """
@@ -114,6 +118,7 @@ class TSGuidanceConfig:
     scale: float = 8.0
     loss: Literal["quantile", "mse"] = "quantile"
     eta: float = 0.0
+    replace: bool = False
     num_samples: int = 100
     batch_size: int = 1000
 

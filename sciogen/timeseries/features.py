@@ -10,8 +10,10 @@ consecutive raw values (NaN = missing). :func:`make_state` turns a batch of wind
     mask   (B, T, 1 + K)   1 where that entry is an observed value;
     loc, scale (B,)        the window's normalisation x = (value - loc) / scale, from observed
                            past values only (:func:`context_stats`): TSDiff's mean scaling
-                           (loc = 0, scale = mean |value| of the context), or standardisation
-                           by the mean and standard deviation of the lag history + context.
+                           (loc = 0, scale = mean |value| of the context), standardisation
+                           by the mean and standard deviation of the lag history + context, or
+                           ``"last"``: the same scale with loc = the last observed past value,
+                           so every window passes through 0 at the forecast origin.
 
 Missing entries are 0 in ``x`` and 0 in ``mask``; the loss and the guidance use the mask.
 """
@@ -62,19 +64,25 @@ def context_stats(context: torch.Tensor, normalization: str) -> tuple[torch.Tens
     ``"mean"``: loc 0, scale = mean |value| (TSDiff's MeanScaler; 1 if that is 0).
     ``"standard"``: loc = mean, scale = standard deviation of the observed values, floored
     at ``STD_FLOOR`` x mean |value| (and 1 if everything is 0) so flat contexts stay finite.
+    ``"last"``: the scale of ``"standard"``, loc = the last observed value (the forecast
+    origin; a row with no observed value gets its mean, 0).
     """
     observed = ~torch.isnan(context)
     abs_mean = mean_scale(context, observed)
     if normalization == "mean":
         return torch.zeros_like(abs_mean), abs_mean
-    if normalization != "standard":
-        raise ValueError(f"unknown normalization {normalization!r}; allowed: mean, standard")
+    if normalization not in ("standard", "last"):
+        raise ValueError(f"unknown normalization {normalization!r}; allowed: mean, standard, last")
     obs = observed.to(context.dtype)
     count = obs.sum(-1).clamp_min(1.0)
     values = torch.nan_to_num(context)
     loc = (values * obs).sum(-1) / count
     var = (((values - loc[:, None]) ** 2) * obs).sum(-1) / count
     scale = torch.maximum(var.sqrt(), STD_FLOOR * abs_mean)
+    if normalization == "last":
+        positions = torch.arange(context.shape[-1], device=context.device).expand_as(observed)
+        last = torch.where(observed, positions, -1).amax(-1)
+        loc = torch.where(last >= 0, values.gather(-1, last.clamp_min(0)[:, None])[:, 0], loc)
     return loc, torch.where(scale > 0, scale, torch.ones_like(scale))
 
 

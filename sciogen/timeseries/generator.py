@@ -310,7 +310,7 @@ class TimeSeriesGenerator(Generator):
     def _guidance(self, **overrides) -> dict[str, Any]:
         g = self.config.guidance
         opts = {"solver": g.solver, "steps": g.steps, "scale": g.scale, "loss": g.loss, "eta": g.eta,
-                "batch_size": g.batch_size}
+                "replace": g.replace, "batch_size": g.batch_size}
         opts.update({k: v for k, v in overrides.items() if v is not None})
         return opts
 
@@ -469,7 +469,7 @@ class TimeSeriesGenerator(Generator):
         model = self.sampling_model.eval()
         x = guided_sample(model, x.repeat(n, 1, 1), mask.repeat(n, 1, 1), schedule=self.schedule, solver=opts["solver"],
                           steps=opts["steps"], scale=opts["scale"], loss=opts["loss"], quantiles=q, eta=opts["eta"],
-                          generator=generator)
+                          replace=opts["replace"], generator=generator)
         return unnormalize(x[..., 0].double().cpu(), loc.repeat(n), scale.repeat(n)).numpy()
 
 
