@@ -6,8 +6,12 @@ business days), every model scored by the same GluonTS-exact metrics code
 published anchors (TSDiff paper, Kollovieh et al. 2023, Table 2, CRPS only) are quoted,
 not re-run.
 
-    python benchmarks/timeseries.py                      # shipped model, DDIM 25 steps, 100 paths
-    python benchmarks/timeseries.py --model runs/x --solver ddpm --steps 100 --samples 100
+    python benchmarks/timeseries.py                      # shipped model, its own forecasting defaults, 100 paths
+    python benchmarks/timeseries.py --model runs/x --solver ddpm --steps 100 --scale 8 --samples 100
+
+Besides the model's (or the given) forecasting setting, a fast setting is scored in the same
+run: DDIM 25 steps with the observed context replaced at every step and no gradient
+(``--no-fast`` to skip).
 
 Writes ``benchmarks/results/timeseries.json``.
 """
@@ -58,8 +62,10 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="timeseries/exchange_rate", help="shipped name, checkpoint or run folder")
     p.add_argument("--data", default=str(DATA), help="GluonTS-format exchange_rate_nips folder or archive")
-    p.add_argument("--solver", default="ddim", choices=("ddim", "ddpm"))
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--solver", default=None, choices=("ddim", "ddpm"), help="default: the model's config")
+    p.add_argument("--steps", type=int, default=None, help="default: the model's config")
+    p.add_argument("--replace", default=None, choices=("yes", "no"), help="replace the observed context (default: config)")
+    p.add_argument("--no-fast", action="store_true", help="skip the fast DDIM-replacement row")
     p.add_argument("--samples", type=int, default=100)
     p.add_argument("--scale", type=float, default=None, help="guidance scale (default: the model's config)")
     p.add_argument("--loss", default=None, choices=("quantile", "mse"))
@@ -81,19 +87,23 @@ def main(argv=None) -> dict:
     freq, horizon = data.freq, data.prediction_length
 
     gen = _load(args.model)
-    guidance = {"solver": args.solver, "steps": args.steps}
-    if args.scale is not None:
-        guidance["scale"] = args.scale
-    if args.loss is not None:
-        guidance["loss"] = args.loss
+    guidance = {"solver": args.solver, "steps": args.steps, "scale": args.scale, "loss": args.loss,
+                "replace": None if args.replace is None else args.replace == "yes"}
+    guidance = {k: v for k, v in guidance.items() if v is not None}
+    settings = [gen._guidance(**guidance)]
+    fast = gen._guidance(**gen.FAST_GUIDANCE)
+    if not args.no_fast and fast != settings[0]:
+        settings.append(fast)
     rows = {}
-    start = time.perf_counter()
-    paths = gen.forecast(pasts, horizon, args.samples, seed=args.seed, **guidance)
-    tsdiff_seconds = time.perf_counter() - start
-    g = gen.config.guidance
-    label = (f"sciogen TSDiff-{'Q' if (args.loss or g.loss) == 'quantile' else 'MS'} "
-             f"({args.solver}, {args.steps} steps, {args.samples} paths, scale {guidance.get('scale', g.scale)})")
-    rows[label] = _row(paths, truth, pasts, freq, tsdiff_seconds)
+    for opts in settings:
+        start = time.perf_counter()
+        paths = gen.forecast(pasts, horizon, args.samples, seed=args.seed, **opts)
+        seconds = time.perf_counter() - start
+        how = "replacement" if opts["scale"] == 0 and opts["replace"] else (
+            f"TSDiff-{'Q' if opts['loss'] == 'quantile' else 'MS'}, scale {opts['scale']}"
+            + (" + replacement" if opts["replace"] else ""))
+        label = f"sciogen TSDiff ({how}, {opts['solver']} {opts['steps']} steps, {args.samples} paths)"
+        rows[label] = {**_row(paths, truth, pasts, freq, seconds), "settings": opts}
 
     start = time.perf_counter()
     naive = seasonal_naive(pasts, horizon, seasonality(freq))
@@ -112,7 +122,7 @@ def main(argv=None) -> dict:
                    f"{len(pasts) // len(data.train)} rolling windows, horizon {horizon}, freq {freq})",
         "metrics": "GluonTS Evaluator definitions (sciogen.timeseries.metrics); CRPS = mean_wQuantileLoss over 0.1..0.9",
         "model": {"name": args.model, "trained_steps": gen.trained_steps, "context_length": gen.context_length,
-                  "lags": gen.lags, "normalization": gen.config.data.normalization, "guidance": {**gen._guidance(**guidance)}},
+                  "lags": gen.lags, "normalization": gen.config.data.normalization, "guidance": settings[0]},
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "cpu": platform.machine(), "device": "cpu"},
         "rows": rows,

@@ -132,3 +132,16 @@ def test_replacement_keeps_the_observed_context_exactly(trained):
     assert torch.isfinite(x).all() and x[:, -12:, 0].std() > 0
     paths = g.forecast(pasts, 12, 4, seed=0, replace=True)
     assert paths.shape == (2, 4, 12) and np.isfinite(paths).all()
+
+
+def test_select_guidance_writes_the_best_candidate_into_the_config():
+    torch.manual_seed(0)
+    gen = TimeSeriesGenerator(_config(steps=30)).fit(_series())
+    candidates = [{"scale": 0.0}, {"scale": 0.0, "replace": True}, {"scale": 4.0, "steps": 5}]
+    scores = gen.select_guidance(_series(), candidates, windows=1, num_samples=4)
+    assert [c for c, _ in scores] == candidates and all(np.isfinite(v) for _, v in scores)
+    best = min(scores, key=lambda item: item[1])[0]
+    g = gen.config.guidance
+    assert all(getattr(g, k) == v for k, v in best.items())
+    with pytest.raises(ValueError, match="unknown guidance options \\['scael'\\]"):
+        gen.select_guidance(_series(), [{"scael": 1.0}])

@@ -5,9 +5,10 @@
 Keeps the EMA weights only (as the sampling weights), in half precision (the S4D kernel
 parameters in single precision), drops the trainer
 state, and stores the last test window of exchange_rate_nips (8 pasts of lag history +
-context, and their truths) so that ``sciogen demo`` and the notebook need no download. The guidance
-scale is chosen by :meth:`TimeSeriesGenerator.select_guidance_scale` on the last two
-30-step windows of the training series (DDIM 25 steps, 16 paths).
+context, and their truths) so that ``sciogen demo`` and the notebook need no download. The forecasting
+defaults (guidance scale, replacement of the context, solver) are chosen by
+:meth:`TimeSeriesGenerator.select_guidance` among ``CANDIDATES`` on the last two
+30-step windows of the *training* series (16 paths), never on the test set.
 """
 
 from __future__ import annotations
@@ -22,12 +23,23 @@ from sciogen.train.checkpoint import save_checkpoint
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "timeseries" / "exchange_rate_nips"
 
 
-def export(source: str, destination: str, data: str | Path = DATA, scales=(0.5, 1.0, 2.0)) -> Path:
+#: forecasting settings tried on the validation windows: TSDiff-Q guidance with DDPM (the paper's,
+#: scale 8 included) and with DDIM (fast), and replacement of the observed context (not in TSDiff)
+CANDIDATES = (
+    *({"solver": "ddpm", "steps": 100, "scale": s, "replace": False} for s in (1.0, 2.0, 4.0, 8.0)),
+    {"solver": "ddpm", "steps": 100, "scale": 1.0, "replace": True},
+    {"solver": "ddim", "steps": 25, "scale": 0.5, "replace": False},
+    *({"solver": "ddim", "steps": 25, "scale": s, "replace": True} for s in (0.0, 0.5)),
+)
+
+
+def export(source: str, destination: str, data: str | Path = DATA, candidates=CANDIDATES) -> Path:
     gen = TimeSeriesGenerator.load(source, device="cpu")
     dataset = read_gluonts(data)
-    if scales:  # guidance scale chosen on the last 2 windows of the *training* range, never on the test set
-        scores = gen.select_guidance_scale(dataset.train, scales, windows=2, num_samples=16)
-        print("validation CRPS by guidance scale:", scores, "-> scale", gen.config.guidance.scale)
+    if candidates:
+        for options, crps in gen.select_guidance(dataset.train, candidates, windows=2, num_samples=16):
+            print(f"validation CRPS {crps:.5f}  {options}")
+        print("chosen:", gen._guidance())
     pasts, truth = split_test_set(dataset.test[-len(dataset.train):], dataset.prediction_length)
     gen.set_example(pasts, truth)
     checkpoint = gen.checkpoint()

@@ -46,6 +46,9 @@ class TimeSeriesGenerator(Generator):
 
     domain = "timeseries"
     config_class = TimeSeriesConfig
+    #: a fast forecasting setting (no network gradients): DDIM 25 steps with the observed
+    #: context replaced at every step; ``gen.forecast(x, **gen.FAST_GUIDANCE)``
+    FAST_GUIDANCE = {"solver": "ddim", "steps": 25, "scale": 0.0, "replace": True}
 
     def __init__(self, config: TimeSeriesConfig | None = None):
         config = TimeSeriesConfig() if config is None else config
@@ -390,21 +393,31 @@ class TimeSeriesGenerator(Generator):
             paths = np.concatenate([paths, more.reshape(paths.shape[0], n, -1)], axis=-1)
         return paths[..., :horizon]
 
-    def select_guidance_scale(self, series: Sequence[Series | np.ndarray], scales: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
-                              *, windows: int = 2, num_samples: int = 16, seed: int = 0, **guidance) -> dict[float, float]:
-        """Choose ``config.guidance.scale`` by the CRPS of forecasts of the last ``windows``
-        rolling windows of the given (training) series; sets the best and returns
-        ``{scale: CRPS}``. Solver and steps: ``config.guidance`` unless overridden."""
+    def select_guidance(self, series: Sequence[Series | np.ndarray], candidates: Sequence[dict[str, Any]], *,
+                        windows: int = 2, num_samples: int = 16, seed: int = 0) -> list[tuple[dict[str, Any], float]]:
+        """Choose the forecasting defaults (``config.guidance``) among ``candidates`` by the
+        CRPS of forecasts of the last ``windows`` rolling windows of the given (training)
+        series. Each candidate overrides guidance options, e.g. ``{"scale": 0.5}`` or
+        ``{"solver": "ddpm", "steps": 100, "scale": 1.0, "replace": True}``; the best one
+        is written into ``config.guidance``. Returns ``[(candidate, CRPS), ...]``."""
         from .data import rolling_windows
         from .metrics import evaluate, split_test_set
 
+        if not candidates:
+            raise ValueError("select_guidance needs at least one candidate")
+        known = set(self._guidance())
+        for c in candidates:
+            if set(c) - known:
+                raise ValueError(f"unknown guidance options {sorted(set(c) - known)}; allowed: {sorted(known)}")
         items = [s if isinstance(s, Series) else Series(s, "2000-01-01", self.config.data.freq) for s in series]
         pasts, truth = split_test_set(rolling_windows(items, self.prediction_length, windows), self.prediction_length)
-        scores = {}
-        for scale in scales:
-            paths = self.forecast(pasts, self.prediction_length, num_samples, seed=seed, **{**guidance, "scale": scale})
-            scores[float(scale)] = evaluate(paths, truth)["CRPS"]
-        self.config.guidance.scale = min(scores, key=scores.get)
+        scores = []
+        for c in candidates:
+            paths = self.forecast(pasts, self.prediction_length, num_samples, seed=seed, **c)
+            scores.append((dict(c), float(evaluate(paths, truth)["CRPS"])))
+        best = min(scores, key=lambda item: item[1])[0]
+        for key, value in best.items():
+            setattr(self.config.guidance, key, value)
         return scores
 
     def forecast_frame(self, context: Any, prediction_length: int | None = None, num_samples: int | None = None, *,
