@@ -367,7 +367,7 @@ class TimeSeriesGenerator(Generator):
             num_samples: paths (default ``config.guidance.num_samples``).
             seed: for reproducible paths.
             **guidance: overrides of ``config.guidance`` (solver, steps, scale, loss, eta,
-                batch_size).
+                replace, batch_size); ``**gen.FAST_GUIDANCE`` for the fast setting.
 
         Returns:
             (num_samples, prediction_length) for one series, (B, num_samples,
