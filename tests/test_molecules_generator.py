@@ -13,7 +13,7 @@ from rdkit import Chem  # noqa: E402
 
 from sciogen.molecules import ConditionError, MoleculeConfig, MoleculeGenerator, MoleculeSpec, canonical_smiles  # noqa: E402
 from sciogen.molecules.pard import block_class, to_block_tensors  # noqa: E402
-from sciogen.molecules.representation import from_dense  # noqa: E402
+from sciogen.molecules.representation import from_dense, max_valences  # noqa: E402
 from sciogen.train.config import from_dict  # noqa: E402
 
 SMILES = ["CC(=O)NC1CC1", "OCC#N", "C1=CC=CN=C1", "CC(C)(C)O", "O=C1C=CC(=O)N1", "C[NH3+]", "CC1(C)OC1C#C",
@@ -136,6 +136,51 @@ def test_cli_sample_and_evaluate(trained, tmp_path):
     r = run("evaluate", "molecules", str(sdf), "--json")
     assert r.returncode == 0, r.stderr
     assert '"validity"' in r.stdout
+
+
+def test_over_valence_agrees_with_rdkit():
+    """The sampler's valence check flags a block exactly when RDKit finds a valence error."""
+    from rdkit.Chem import SanitizeFlags
+
+    from sciogen.molecules.pard import over_valence
+    from sciogen.molecules.representation import build_mol
+
+    spec = MoleculeSpec.qm9()
+    g = torch.Generator().manual_seed(0)
+    b, n, h = 400, 9, 5
+    X = torch.randint(0, spec.num_atom_types, (b, n), generator=g)
+    E = torch.randint(1, 4, (b, n, n), generator=g) * (torch.rand(b, n, n, generator=g) < 0.1)
+    E = torch.triu(E, 1)
+    E = E + E.transpose(1, 2)
+    flags = over_valence(X[:, :h], E[:, :h, :h], torch.zeros(b, h, dtype=torch.long), X[:, h:], E[:, h:, :h],
+                         E[:, h:, h:], torch.ones(b, n - h, dtype=torch.bool), torch.tensor(max_valences(spec)))
+    expected = []
+    for i in range(b):
+        bonds = {(p, q): int(E[i, p, q]) for p in range(n) for q in range(p + 1, n) if E[i, p, q] > 0}
+        problems = Chem.DetectChemistryProblems(build_mol(X[i].tolist(), bonds, spec), SanitizeFlags.SANITIZE_PROPERTIES)
+        expected.append(any(p.GetType() == "AtomValenceException" for p in problems))
+    assert 0.2 < sum(expected) / b < 0.9  # both kinds occur
+    assert flags.tolist() == expected
+
+
+def test_valence_retries_redraw_blocks_that_exceed_a_valence(trained):
+    plain = trained.sample(64, seed=2, graphs=True)
+    assert [g.x.tolist() for g in plain] == [g.x.tolist() for g in trained.sample(64, seed=2, graphs=True, valence_retries=0)]
+    limit = torch.tensor(max_valences(trained.spec))
+
+    def exceeded(graphs):
+        count = 0
+        for g in graphs:
+            used = torch.zeros(g.num_nodes)
+            order = torch.tensor([0.0, 1.0, 2.0, 3.0, 1.5])[g.edge_attr.view(-1)]
+            used.index_add_(0, g.edge_index[0], order)
+            count += int((used > limit[g.x.view(-1)]).any())
+        return count
+
+    retried = trained.sample(64, seed=2, graphs=True, valence_retries=20)
+    assert exceeded(retried) < exceeded(plain)
+    with pytest.raises(ValueError, match="valence_retries"):
+        trained.sample(2, valence_retries=-1)
 
 
 @pytest.mark.parametrize("bad", [{"model.conditions": ["boiling_point"]}, {"model.cond_drop": 1.0}])

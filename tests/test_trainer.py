@@ -192,6 +192,27 @@ def test_resuming_extends_a_finished_run(tmp_path):
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.csv")] == [1, 2, 3, 4, 5, 6]
 
 
+def test_init_from_starts_a_second_stage_from_another_runs_ema_weights(tmp_path):
+    first = Trainer(_model(), _loss, DATA, _config(steps=4, validate_every=0), run_dir=tmp_path / "a").fit()
+    trained = {k: v.clone() for k, v in first.ema.module.state_dict().items()}
+    stage2 = Trainer(_model(seed=5), _loss, DATA, _config(steps=1, validate_every=0, init_from=str(tmp_path / "a")))
+    stage2._fresh()
+    for name, value in stage2.module.state_dict().items():  # the EMA weights, in the network and its EMA copy
+        assert torch.equal(value, trained[name]) and torch.equal(stage2.ema.module.state_dict()[name], trained[name])
+    assert stage2.step == 0 and stage2.ema.num_updates == 0  # a new run, not a resume
+    stage2.fit()
+    assert stage2.step == 1 and not torch.equal(stage2.module.net.inp.weight, trained["net.inp.weight"])
+
+
+def test_init_from_names_a_checkpoint_that_does_not_fit(tmp_path):
+    Trainer(_model(), _loss, DATA, _config(steps=1, validate_every=0), run_dir=tmp_path / "a").fit()
+    wider = nn.Sequential(nn.Linear(3, 4))
+    with pytest.raises(CheckpointError, match="train.init_from=.*do not fit this network"):
+        Trainer(wider, _loss, DATA, _config(steps=1, init_from=str(tmp_path / "a"))).fit()
+    with pytest.raises(FileNotFoundError, match="no checkpoint file or run folder"):
+        Trainer(_model(), _loss, DATA, _config(steps=1, init_from=str(tmp_path / "missing"))).fit()
+
+
 def test_a_non_finite_loss_stops_training_with_advice():
     def nan_loss(model, batch, generator):
         return model(batch, torch.zeros(batch.shape[0])).sum() * float("nan")

@@ -97,16 +97,24 @@ class MolDiffusionConfig:
 
 @dataclass
 class MolSamplingConfig:
-    """Sampling defaults: ancestral steps per block, molecules per network call."""
+    """Sampling defaults: ancestral steps per block, molecules per network call.
+
+    ``valence_retries``: a block that exceeds some atom's valence is denoised again from
+    fresh noise, at most this many times (0 = PARD's plain sampler; see
+    :func:`sciogen.molecules.pard.sample_graphs`).
+    """
 
     solver: Literal["ancestral"] = "ancestral"
     steps: int = 20
     batch_size: int = 500
     guidance: float = 1.0
+    valence_retries: int = 0
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError(f"sampling.steps and sampling.batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.valence_retries < 0:
+            raise ConfigError(f"sampling.valence_retries must be >= 0, got {self.valence_retries}")
 
 
 def _train_defaults() -> TrainConfig:

@@ -36,7 +36,7 @@ from .datasets import QM9_PROPERTIES, MoleculeDataset, from_smiles, load_moses, 
 from .io import read_molecules, write_molecules
 from .network import PARDNet, PARDNetConfig
 from .pard import MoleculeTensors, marginals, pard_loss, sample_graphs, to_block_tensors
-from .representation import MoleculeError, MoleculeSpec, from_dense
+from .representation import MoleculeError, MoleculeSpec, from_dense, max_valences
 
 __all__ = ["MoleculeGenerator", "ConditionError", "molecule_properties"]
 
@@ -265,7 +265,7 @@ class MoleculeGenerator(Generator):
 
     def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
                      condition: Mapping[str, float] | None = None, guidance: float | None = None,
-                     scaffold: str | None = None, graphs: bool = False) -> list:
+                     scaffold: str | None = None, graphs: bool = False, valence_retries: int | None = None) -> list:
         if solver != "ancestral":
             raise ValueError(f"molecules are sampled with solver='ancestral' (categorical diffusion), got {solver!r}")
         device = next(model.parameters()).device
@@ -276,10 +276,17 @@ class MoleculeGenerator(Generator):
             guidance=self.config.sampling.guidance if guidance is None else float(guidance),
             prompt=self._scaffold_prompt(scaffold) if scaffold else None, one_block=self.config.diffusion.one_block,
             progress=self.config.train.progress and n >= 200,
+            max_valence=torch.tensor(max_valences(self.spec)), valence_retries=self._retries(valence_retries),
         )
         mask_nodes = torch.arange(X.shape[1], device=X.device)[None, :] < count[:, None]
         out = from_dense(X.cpu(), E.cpu(), mask_nodes.cpu())
         return out if graphs else [self.graph_to_mol(g) for g in out]
+
+    def _retries(self, value: int | None) -> int:
+        retries = self.config.sampling.valence_retries if value is None else value
+        if int(retries) != retries or retries < 0:
+            raise ValueError(f"valence_retries must be an integer >= 0, got {value!r}")
+        return int(retries)
 
     def graph_to_mol(self, graph):
         """A generated graph as a sanitized RDKit Mol, or None when it is not a valid molecule."""
@@ -294,12 +301,17 @@ class MoleculeGenerator(Generator):
                             help="target property (repeatable), e.g. --condition qed=0.55; names the model was trained on")
         parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
         parser.add_argument("--scaffold", help="SMILES of a substructure kept in every molecule")
+        parser.add_argument("--valence-retries", type=int, dest="valence_retries",
+                            help="denoise a block again (at most this many times) when it exceeds an atom's valence "
+                                 "(default: the model's; 0 = PARD's plain sampler)")
 
     def sample(self, n: int, *, condition: Mapping[str, float] | Sequence[str] | None = None, **kwargs) -> Any:
         """Draw ``n`` molecules; ``condition`` is ``{name: value}`` or ``["name=value", ...]``.
 
         Other options: ``steps`` (per block), ``seed``, ``batch_size``, ``guidance``,
-        ``scaffold`` (SMILES), ``graphs=True`` (return graphs instead of Mols).
+        ``scaffold`` (SMILES), ``graphs=True`` (return graphs instead of Mols),
+        ``valence_retries`` (redraw a block that exceeds an atom's valence at most this many
+        times; default ``sampling.valence_retries``, 0 = PARD's plain sampler).
         """
         if condition is not None and not isinstance(condition, Mapping):
             parsed = {}

@@ -33,6 +33,7 @@ from sciogen.diffusion import CategoricalProcess, stratified_times
 
 from .blocks import order_by_blocks
 from .network import PARDNet, Views
+from .representation import BOND_ORDERS
 
 __all__ = ["MoleculeTensors", "to_block_tensors", "block_class", "pard_loss", "sample_graphs", "marginals"]
 
@@ -149,10 +150,33 @@ def _combine(logits: Sequence[torch.Tensor], guidance: float) -> torch.Tensor:
 
 
 @torch.no_grad()
+def over_valence(Xp, Ep, Bp, Xn, Ec, Ew, real, max_valence) -> torch.Tensor:
+    """(b,) True where a new block gives some atom more bonds than its type allows.
+
+    ``Xp, Ep, Bp``: the clean prefix's atoms, bonds and block indices (-1 = padding);
+    ``Xn``: the new block's atoms, ``Ec`` its bonds to the prefix, ``Ew`` within it, ``real``
+    its slots in use; ``max_valence``: the largest valence of each atom class. Bond classes
+    count 0 / 1 / 2 / 3 / 1.5 (none, single, double, triple, aromatic).
+    """
+    order = torch.tensor(BOND_ORDERS, dtype=torch.float32, device=Xn.device)
+    max_valence = max_valence.to(Xn.device, torch.float32)
+    in_prefix = Bp >= 0
+    to_prefix = order[Ec] * (real[:, :, None] & in_prefix[:, None, :])
+    eye = torch.eye(real.shape[1], dtype=torch.bool, device=Xn.device)
+    within = order[Ew] * (real[:, :, None] & real[:, None, :] & ~eye)
+    prefix_used = order[Ep].sum(-1) + to_prefix.sum(1)
+    new_used = to_prefix.sum(2) + within.sum(2)
+    tol = 1e-6
+    over_prefix = (prefix_used > max_valence[Xp] + tol) & in_prefix
+    over_new = (new_used > max_valence[Xn] + tol) & real
+    return over_prefix.any(1) | over_new.any(1)
+
+
 def sample_graphs(
     model: PARDNet, num: int, atoms: CategoricalProcess, bonds: CategoricalProcess, *, steps: int = 20,
     generator: torch.Generator | None = None, cond=None, cond_mask=None, guidance: float = 1.0,
     prompt: MoleculeTensors | None = None, one_block: bool = False, progress: bool = False,
+    max_valence: torch.Tensor | None = None, valence_retries: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Generate ``num`` molecules block after block.
 
@@ -166,6 +190,12 @@ def sample_graphs(
         prompt: fixed first blocks (one molecule, e.g. a scaffold), kept unchanged.
         one_block: the model generates the whole molecule as one block.
         progress: show a progress bar over blocks (tqdm).
+        max_valence: (atom classes,) the largest valence each atom type may have
+            (:func:`~sciogen.molecules.representation.max_valences`); with
+            ``valence_retries`` > 0, a block that gives some atom a larger valence (sum of bond
+            orders, aromatic 1.5) is denoised again from fresh noise, at most that many times
+            (rejection sampling of the block, as GraphAF / GraphDF check valence while
+            generating). 0 = PARD's plain sampler.
 
     Returns:
         X (num, N) long, E (num, N, N) long symmetric, count (num,) long atoms per molecule.
@@ -238,19 +268,34 @@ def sample_graphs(
         real = slots[None, :] < new_size[:, None]  # (b, s_max) noisy slots in use
         noisy_block = torch.where(real, torch.full_like(real, k, dtype=torch.long), torch.full_like(real, -1, dtype=torch.long))
         noisy_degree = new_degree[:, None].expand(b, s_max)
-        views = Views.of(Bp, noisy_block)
-        # 2. diffusion over the block's atoms and bonds
-        Xt = atoms.prior((b, s_max), generator, device)
-        Ec = bonds.prior((b, s_max, m), generator, device)
-        Ew = _symmetric(bonds.prior((b, s_max, s_max), generator, device))
-        for j in range(steps):
-            t = torch.full((b,), float(grid[j]), device=device)
-            s = torch.full((b,), float(grid[j + 1]), device=device)
-            t_node = t[:, None] * real
-            outs = [model.denoise(caches, Xt, Ec, Ew, noisy_block, t_node, noisy_degree, views, ch) for ch, _, caches in variants]
-            Xt = atoms.step(Xt, _combine([o[0] for o in outs], guidance), t, s, generator)
-            Ec = bonds.step(Ec, _combine([o[1] for o in outs], guidance), t, s, generator)
-            Ew = _symmetric(bonds.step(Ew, _combine([o[2] for o in outs], guidance), t, s, generator))
+
+        # 2. diffusion over the block's atoms and bonds (of the rows ``r`` of this batch)
+        def denoise_block(r):
+            vs = variants if r is None else [(ch[r], None, [{key: v[r] for key, v in cache.items()} for cache in caches])
+                                             for ch, _, caches in variants]
+            real_r, block_r, degree_r = (real, noisy_block, noisy_degree) if r is None else (real[r], noisy_block[r], noisy_degree[r])
+            views = Views.of(Bp if r is None else Bp[r], block_r)
+            rows = real_r.shape[0]
+            Xt = atoms.prior((rows, s_max), generator, device)
+            Ec = bonds.prior((rows, s_max, m), generator, device)
+            Ew = _symmetric(bonds.prior((rows, s_max, s_max), generator, device))
+            for j in range(steps):
+                t = torch.full((rows,), float(grid[j]), device=device)
+                s = torch.full((rows,), float(grid[j + 1]), device=device)
+                t_node = t[:, None] * real_r
+                outs = [model.denoise(caches, Xt, Ec, Ew, block_r, t_node, degree_r, views, ch) for ch, _, caches in vs]
+                Xt = atoms.step(Xt, _combine([o[0] for o in outs], guidance), t, s, generator)
+                Ec = bonds.step(Ec, _combine([o[1] for o in outs], guidance), t, s, generator)
+                Ew = _symmetric(bonds.step(Ew, _combine([o[2] for o in outs], guidance), t, s, generator))
+            return Xt, Ec, Ew
+
+        Xt, Ec, Ew = denoise_block(None)
+        for _ in range(valence_retries if max_valence is not None else 0):
+            over = over_valence(Xp, Ep, Bp, Xt, Ec, Ew, real, max_valence)
+            if not bool(over.any()):
+                break
+            r = over.nonzero().squeeze(1)
+            Xt[r], Ec[r], Ew[r] = denoise_block(r)
         # 3. write the block into the molecules, after their count[b] atoms
         at = count[idx][:, None] + slots[None, :]  # (b, s_max) where each new atom goes
         bb, ii = real.nonzero(as_tuple=True)

@@ -42,6 +42,8 @@ from torch_geometric.utils import to_dense_adj, to_dense_batch
 __all__ = [
     "BondMode",
     "BOND_TYPES",
+    "BOND_ORDERS",
+    "max_valences",
     "AtomType",
     "MoleculeSpec",
     "MoleculeError",
@@ -71,6 +73,8 @@ BOND_TYPES: tuple[Any, ...] = (
     Chem.BondType.AROMATIC,
 )
 _BOND_INDEX = {b: i for i, b in enumerate(BOND_TYPES) if b is not None}
+#: index -> bond order counted towards an atom's valence (aromatic 1.5, as RDKit)
+BOND_ORDERS: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 1.5)
 
 #: QM9 heavy atoms: C, N, O, F (DiGress / PARD order) then the charged atoms QM9 contains
 QM9_ATOM_TYPES = ("C", "N", "O", "F", "[N+]", "[O-]", "[N-]", "[C-]")
@@ -437,6 +441,23 @@ def _valence_floor(atomic_num: int, charge: int) -> float:
             continue
         best = min(best, float(max(allowed)))
     return best
+
+
+def max_valences(spec: "MoleculeSpec") -> list[float]:
+    """The largest total bond order each atom type of ``spec`` can carry in a valid molecule.
+
+    The largest valence RDKit allows the element, or for a charged atom its isoelectronic
+    neutral element (``[N+]`` 4 like C, ``[O-]`` 1 like F, ``[C-]`` 3 like N), minus the
+    type's fixed hydrogens (``[nH]``); infinity where RDKit sets no limit.
+    """
+    out = []
+    for token in spec.atom_types:
+        at = AtomType.parse(token)
+        z = _PT.GetAtomicNumber(at.symbol) - at.charge
+        allowed = list(_PT.GetValenceList(z)) if z >= 1 else [-1]
+        limit = float("inf") if -1 in allowed else float(max(allowed))
+        out.append(limit - float(at.hydrogens or 0))
+    return out
 
 
 def _relax_charge(mol: "Chem.RWMol") -> bool:

@@ -95,6 +95,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     run_dir: str | None = None
+    init_from: str | None = None
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every", "keep_last"):

@@ -301,8 +301,32 @@ class Trainer:
                 "resume it (fit(resume=True) / sciogen train ... --resume) or choose another run folder"
             )
         seed_everything(derive_seed(self.config.seed, self.dist.rank))
+        if self.config.init_from:
+            self._initialise_from(self.config.init_from)
         self.step = 0
         return 0
+
+    def _initialise_from(self, source: str | Path) -> None:
+        """Start a fresh run from another run's weights (its EMA weights when it kept them).
+
+        Only the network is taken: the optimizer, schedule, step and EMA counter start anew,
+        so this is a second training stage (fine-tuning, a warm restart), not a resume.
+        """
+        path = resolve_checkpoint(source)
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        weights = checkpoint.get("ema") if checkpoint.get("ema") is not None else checkpoint.get("model")
+        if weights is None:
+            raise CheckpointError(f"train.init_from={source!s}: {path} holds no model weights")
+        weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+        try:
+            self.module.load_state_dict(weights)
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"train.init_from={source!s}: the weights in {path} do not fit this network "
+                f"(different model settings?): {str(err).splitlines()[0]}"
+            ) from None
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.module.state_dict())
 
     def _write_config(self) -> None:
         if self.run_dir is None or not self.dist.is_main:
