@@ -10,7 +10,8 @@
    (vs the full test split, fcd-torch ChemNet), QED / SA / logP means.
 3. The sciogen PARD model (default: the shipped ``molecules/qm9``) in the same run and by the
    same code: 1,000 molecules, 20 ancestral steps per block, with the seconds it took on
-   ``--threads`` CPU threads.
+   ``--threads`` CPU threads; one row with PARD's plain sampler and one per ``--retries``
+   setting of the valence-checked sampler (a block exceeding an atom's valence is redrawn).
 4. Conditional generation: mean absolute error to a target for classifier-free-guided
    samples against unconditional ones: QED and logP (RDKit, computed exactly on every valid
    molecule) and the HOMO-LUMO gap (QM9's DFT value, known only for generated molecules that
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="molecules/qm9", help="shipped name, checkpoint or run folder ('' to skip)")
     parser.add_argument("--steps", type=int, default=20, help="ancestral steps per block")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads while sampling")
+    parser.add_argument("--extra-models", nargs="*", default=[],
+                        help="more models (checkpoints or run folders) scored beside --model, e.g. runs/qm9-one-block")
+    parser.add_argument("--retries", type=int, nargs="+", default=[0, 3],
+                        help="valence_retries settings of the model rows (0 = PARD's plain sampler)")
     parser.add_argument("--n-cond", type=int, default=500, help="molecules per conditional setting")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -122,20 +127,35 @@ def main(argv: list[str] | None = None) -> dict:
     model_info, conditional = None, None
     if args.model:
         gen = sciogen.load(args.model, device="cpu")
-        torch.set_num_threads(args.threads)
-        t = time.perf_counter()
-        graphs = gen.sample(args.n, seed=args.seed, steps=args.steps, graphs=True)
-        seconds = time.perf_counter() - t
-        torch.set_num_threads(1)
         evaluator.spec = gen.spec
-        metrics = evaluator(graphs)
-        name = f"sciogen PARD ({args.model}, {args.steps} steps per block)"
-        rows[name] = {k: metrics[k] for k in (*KEYS, "num_samples") if k in metrics}
-        rows[name]["seconds_per_1000"] = 1000 * seconds / args.n
-        rows[name]["threads"] = args.threads
-        print(name, {k: round(v, 4) for k, v in rows[name].items()})
+        for retries in args.retries:
+            torch.set_num_threads(args.threads)
+            t = time.perf_counter()
+            graphs = gen.sample(args.n, seed=args.seed, steps=args.steps, graphs=True, valence_retries=retries)
+            seconds = time.perf_counter() - t
+            torch.set_num_threads(1)
+            metrics = evaluator(graphs)
+            sampler = "plain PARD sampler" if retries == 0 else f"valence-checked, at most {retries} redraws per block"
+            name = f"sciogen PARD ({args.model}, {args.steps} steps per block, {sampler})"
+            rows[name] = {k: metrics[k] for k in (*KEYS, "num_samples") if k in metrics}
+            rows[name].update(seconds_per_1000=1000 * seconds / args.n, threads=args.threads, valence_retries=retries)
+            print(name, {k: round(v, 4) for k, v in rows[name].items()})
         model_info = {"name": args.model, "trained_steps": gen.trained_steps, "config": gen.config.model.__dict__,
                       "parameters": sum(p.numel() for p in gen.model.parameters())}
+        for extra in args.extra_models:  # comparisons (e.g. the one-block model), plain sampler
+            other = sciogen.load(extra, device="cpu")
+            torch.set_num_threads(args.threads)
+            t = time.perf_counter()
+            graphs = other.sample(args.n, seed=args.seed, steps=args.steps, graphs=True, valence_retries=0)
+            seconds = time.perf_counter() - t
+            torch.set_num_threads(1)
+            evaluator.spec = other.spec
+            metrics = evaluator(graphs)
+            kind = "one block (DiGress-like)" if other.config.diffusion.one_block else "PARD"
+            name = f"sciogen {kind} ({extra}, {other.trained_steps} training steps, {args.steps} steps per block, plain sampler)"
+            rows[name] = {k: metrics[k] for k in (*KEYS, "num_samples") if k in metrics}
+            rows[name].update(seconds_per_1000=1000 * seconds / args.n, threads=args.threads, valence_retries=0)
+            print(name, {k: round(v, 4) for k, v in rows[name].items()})
         if gen.conditions:
             table = read_qm9_table(args.data / "qm9")
             conditional = conditional_rows(gen, table, args.n_cond, args.steps)

@@ -115,6 +115,27 @@ def test_a_download_with_the_wrong_checksum_leaves_nothing(tmp_path, monkeypatch
     assert list((tmp_path / "cache" / "fake").iterdir()) == []
 
 
+def test_git_blob_ids_verify_downloads_and_local_copies(tmp_path, monkeypatch, shared_datasets):
+    source = tmp_path / "source.csv"
+    source.write_bytes(b"hello\n")
+    assert data.git_blob_sha1(source) == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object` of "hello\n"
+    _card_with(monkeypatch, DatasetFile(name="table.csv", url=source.as_uri(), git_blob_sha1="ce013625030ba8dba906f756967f9e9ca394464a"))
+    folder = data.fetch("fake", cache=tmp_path / "cache", progress=False)
+    assert (folder / "table.csv").read_bytes() == b"hello\n"
+    _card_with(monkeypatch, DatasetFile(name="table.csv", url=source.as_uri(), git_blob_sha1="0" * 40))
+    with pytest.raises(dl.ChecksumError, match="Git blob id is ce0136.*expected 0000"):
+        data.fetch("fake", cache=tmp_path / "other", progress=False)
+    assert list((tmp_path / "other" / "fake").iterdir()) == []
+    # the Perov-5 copies here have the blob ids CDVAE's tree lists at the pinned commit
+    perov = shared_datasets / "crystals" / "perov_5"
+    if not perov.is_dir():
+        pytest.skip(f"{perov} is absent")
+    assert data.git_blob_sha1(perov / "val.csv") == "4a2c8dde98347dd0e01fa83dcf3982c2abe98f9f"
+    assert data.git_blob_sha1(perov / "test.csv") == "d3c5d5af4b27a2a139149f2bb73c8a3dba9d8ac1"
+    with pytest.raises(ConfigError, match="git_blob_sha1 must be 40 lowercase hex digits"):
+        DatasetFile(name="x", url="u", git_blob_sha1="abc")
+
+
 def test_files_without_a_checksum_are_refused_unless_allowed(tmp_path, monkeypatch):
     source = tmp_path / "source.csv"
     source.write_text("x\n")

@@ -39,7 +39,7 @@ def load_cdvae(name: str, split: Literal["train", "val", "test"] = "train", *, p
         split: ``train``, ``val`` or ``test``.
         path: a local folder holding ``<split>.csv`` (checked against the card's SHA-256).
         download: fetch into the cache when it is not there.
-        allow_unverified: accept a download whose card has no checksum yet.
+        allow_unverified: accept a download whose card has no checksum (SHA-256 or Git blob id).
         on_error, limit: see :func:`~sciogen.crystals.io.read_cdvae_csv`.
     """
     from sciogen.data import cache_dir, fetch

@@ -11,10 +11,10 @@ the cache (``$SCIOGEN_CACHE``) and verifies every file's SHA-256. The domain ada
 loaders build on it.
 """
 
-from .download import ChecksumError, cache_dir, download_url, extract_member, fetch, sha256sum
+from .download import ChecksumError, cache_dir, download_url, extract_member, fetch, git_blob_sha1, sha256sum
 from .registry import DatasetCard, DatasetFile, card, cards, dataset_names
 
 __all__ = [
     "DatasetCard", "DatasetFile", "card", "cards", "dataset_names",
-    "ChecksumError", "cache_dir", "download_url", "extract_member", "fetch", "sha256sum",
+    "ChecksumError", "cache_dir", "download_url", "extract_member", "fetch", "git_blob_sha1", "sha256sum",
 ]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .registry import DatasetFile, card
 
-__all__ = ["ChecksumError", "cache_dir", "sha256sum", "download_url", "extract_member", "fetch"]
+__all__ = ["ChecksumError", "cache_dir", "sha256sum", "git_blob_sha1", "download_url", "extract_member", "fetch"]
 
 _CHUNK = 1 << 20
 
@@ -49,6 +49,26 @@ def sha256sum(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def git_blob_sha1(path: str | Path) -> str:
+    """Git's object id of a file (``git hash-object``): SHA-1 of ``b"blob <size>\\0"`` + content."""
+    path = Path(path)
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_blob(path: Path, expected: str | None, what: str) -> None:
+    if expected is None:
+        return
+    actual = git_blob_sha1(path)
+    if actual != expected:
+        raise ChecksumError(
+            f"{what}: Git blob id is {actual}, expected {expected}; the file is corrupt or not the official one"
+        )
+
+
 def _check(path: Path, expected: str | None, what: str) -> None:
     if expected is None:
         return
@@ -58,9 +78,11 @@ def _check(path: Path, expected: str | None, what: str) -> None:
 
 
 def download_url(
-    url: str, destination: str | Path, *, sha256: str | None = None, progress: bool = True, timeout: float = 60.0
+    url: str, destination: str | Path, *, sha256: str | None = None, progress: bool = True, timeout: float = 60.0,
+    git_blob: str | None = None,
 ) -> Path:
-    """Download ``url`` to ``destination`` atomically, checking ``sha256`` when given."""
+    """Download ``url`` to ``destination`` atomically, checking ``sha256`` and / or the Git
+    blob id ``git_blob`` when given (nothing is left at ``destination`` when a check fails)."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".{destination.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
@@ -75,6 +97,7 @@ def download_url(
                     bar.update(len(block))
         if sha256 is not None and digest.hexdigest() != sha256:
             raise ChecksumError(f"download of {url}: SHA-256 is {digest.hexdigest()}, expected {sha256}")
+        _check_blob(tmp, git_blob, f"download of {url}")
         os.replace(tmp, destination)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -151,11 +174,12 @@ def _check_local(folder: Path, wanted: list[DatasetFile], name: str) -> Path:
         listing = "; ".join(f"{f.name} <- {f.url}" for f in missing)
         raise FileNotFoundError(f"{folder} lacks files of dataset {name!r}: {listing}")
     for f in wanted:
-        if f.sha256 is None:
+        if f.sha256 is None and f.git_blob_sha1 is None:
             warnings.warn(
                 f"dataset {name!r}: the card has no SHA-256 for {f.name}, so {folder / f.name} is not verified", stacklevel=3
             )
         _check(folder / f.name, f.sha256, str(folder / f.name))
+        _check_blob(folder / f.name, f.git_blob_sha1, str(folder / f.name))
     return folder
 
 
@@ -163,20 +187,22 @@ def _fetch_file(entry: DatasetFile, folder: Path, archives: Path, name: str, all
     target = folder / entry.name
     if target.is_file() and entry.sha256 is not None and sha256sum(target) == entry.sha256:
         return
+    if target.is_file() and entry.sha256 is None and entry.git_blob_sha1 is not None and git_blob_sha1(target) == entry.git_blob_sha1:
+        return
     if not entry.verifiable and not allow_unverified:
         raise ChecksumError(
             f"dataset {name!r}: the card gives no SHA-256 for {entry.name} ({entry.url}), so a download "
             "cannot be verified; download it yourself and pass path=..., or pass allow_unverified=True"
         )
     if entry.member is None:
-        download_url(entry.url, target, sha256=entry.sha256, progress=progress)
+        download_url(entry.url, target, sha256=entry.sha256, progress=progress, git_blob=entry.git_blob_sha1)
     else:
         archive = archives / entry.url.rstrip("/").rsplit("/", 1)[-1]
         if not archive.is_file() or (entry.archive_sha256 and sha256sum(archive) != entry.archive_sha256):
             download_url(entry.url, archive, sha256=entry.archive_sha256, progress=progress)
         extract_member(archive, entry.member, target)
         _check(target, entry.sha256, f"{entry.member} of {archive}")
-    if entry.sha256 is None:
+    if entry.sha256 is None and entry.git_blob_sha1 is None:
         warnings.warn(
             f"dataset {name!r}: {entry.name} has no checksum on its card; its SHA-256 is {sha256sum(target)}", stacklevel=3
         )

@@ -22,7 +22,10 @@ repository root) describing one benchmark::
         archive_sha256: ...
 
 ``sha256`` is the SHA-256 of the file as the loader stores it; ``archive_sha256`` that of
-the downloaded archive when ``member`` names a file inside a zip / tar. A null checksum
+the downloaded archive when ``member`` names a file inside a zip / tar; ``git_blob_sha1``
+the Git object id of a file served from a pinned commit of a Git repository (what
+``git ls-tree`` lists: SHA-1 of ``b"blob <size>\0" + content``), used when the file itself
+was not available to compute its SHA-256 but the repository's tree was. A null checksum
 means unknown: :func:`sciogen.data.fetch` then refuses to download unless asked to accept
 an unverified file. Checksums are only ever computed from real copies of the files.
 """
@@ -41,6 +44,7 @@ from sciogen.train.config import ConfigError, from_dict
 __all__ = ["DatasetCard", "DatasetFile", "cards", "card", "dataset_names"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 
 
 def _check_sha(value: str | None, key: str) -> None:
@@ -57,18 +61,23 @@ class DatasetFile:
     sha256: str | None = None
     member: str | None = None
     archive_sha256: str | None = None
+    git_blob_sha1: str | None = None
     note: str = ""
 
     def __post_init__(self):
         _check_sha(self.sha256, f"files[{self.name}].sha256")
         _check_sha(self.archive_sha256, f"files[{self.name}].archive_sha256")
+        if self.git_blob_sha1 is not None and not _SHA1.match(self.git_blob_sha1):
+            raise ConfigError(f"files[{self.name}].git_blob_sha1 must be 40 lowercase hex digits or null, got {self.git_blob_sha1!r}")
+        if self.git_blob_sha1 is not None and self.member is not None:
+            raise ConfigError(f"files[{self.name}]: git_blob_sha1 checks a downloaded file, not a member of an archive")
         if self.archive_sha256 and not self.member:
             raise ConfigError(f"files[{self.name}]: archive_sha256 is given but no member to extract")
 
     @property
     def verifiable(self) -> bool:
         """True when a download of this file can be checked against a known checksum."""
-        return self.sha256 is not None or self.archive_sha256 is not None
+        return self.sha256 is not None or self.archive_sha256 is not None or self.git_blob_sha1 is not None
 
 
 @dataclass

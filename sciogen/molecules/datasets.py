@@ -303,9 +303,9 @@ def load_zinc250k(
 ) -> MoleculeDataset:
     """ZINC250k with the MoFlow / GDSS split (test = the 24,887 rows of ``valid_idx_zinc.json``).
 
-    No copy is stored with sciogen; ``download=True`` fetches the chemical VAE's CSV. Its
-    SHA-256 is not recorded in the card yet, so the download also needs
-    ``allow_unverified=True`` (the hash is printed so it can be recorded).
+    No copy is stored with sciogen; ``download=True`` fetches the chemical VAE's CSV from a
+    pinned commit and checks it against the Git blob id that commit's tree lists (the file
+    itself was not available to compute its SHA-256).
     ``spec`` defaults to C N O F P S Cl Br I with the charged forms ZINC250k uses, up to 38 heavy atoms.
     """
     if split not in ("train", "test"):
