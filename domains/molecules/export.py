@@ -1,27 +1,42 @@
 """Turn a training run into the shipped ``molecules/qm9`` checkpoint.
 
-    python domains/molecules/export.py runs/qm9 sciogen/checkpoints/molecules-qm9.pt
+    python domains/molecules/export.py runs/qm9-stage2 [sciogen/checkpoints/molecules-qm9.pt] [--valence-retries 3]
 
 Keeps the EMA weights only (as the sampling weights, single precision: the network is
-small) and drops the optimizer and trainer state.
+small) and drops the optimizer and trainer state. Sets the sampling default
+``sampling.valence_retries`` (a block that exceeds an atom's valence is denoised again, at
+most that many times; 0 = PARD's plain sampler). When the run started from another run's
+weights (``train.init_from``), the metadata records the steps of both stages.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from sciogen.molecules import MoleculeGenerator
-from sciogen.train.checkpoint import save_checkpoint
+from sciogen.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 
-def export(source: str | Path, destination: str | Path) -> Path:
+def export(source: str | Path, destination: str | Path, valence_retries: int = 3) -> Path:
     gen = MoleculeGenerator.load(source, device="cpu")
+    gen.config.sampling.valence_retries = int(valence_retries)
     checkpoint = gen.checkpoint()
     checkpoint["model"] = checkpoint["ema"] if checkpoint["ema"] is not None else checkpoint["model"]
     checkpoint["ema"] = None
+    init_from = gen.config.train.init_from
+    if init_from:
+        previous = load_checkpoint(resolve_checkpoint(init_from))
+        stage1 = int((previous.get("trainer") or {}).get("step", (previous.get("metadata") or {}).get("trained_steps", 0)))
+        checkpoint["metadata"]["stage1_trained_steps"] = stage1
+        checkpoint["metadata"]["total_trained_steps"] = stage1 + gen.trained_steps
     return save_checkpoint(checkpoint, destination)
 
 
 if __name__ == "__main__":
-    print(export(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "sciogen/checkpoints/molecules-qm9.pt"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="run folder or checkpoint")
+    parser.add_argument("destination", nargs="?", default="sciogen/checkpoints/molecules-qm9.pt")
+    parser.add_argument("--valence-retries", type=int, default=3)
+    args = parser.parse_args()
+    print(export(args.run, args.destination, args.valence_retries))

@@ -42,7 +42,9 @@ def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     metrics = evaluate(mols, train_smiles=train, reference_smiles=reference, fcd=reference is not None and not quick)
     target = 0.6
     steps = gen.config.sampling.steps
-    rows = [_row(f"{NAME}, unconditional ({steps} steps per block)", metrics, mols, target, 1000 * seconds / n)]
+    retries = gen.config.sampling.valence_retries
+    sampler = f"valence check, at most {retries} redraws per block" if retries else "plain PARD sampler"
+    rows = [_row(f"{NAME}, unconditional ({steps} steps per block, {sampler})", metrics, mols, target, 1000 * seconds / n)]
     if "qed" in gen.conditions:
         k = 100 if quick else 300
         start = time.perf_counter()
