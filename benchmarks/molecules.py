@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="more models (checkpoints or run folders) scored beside --model, e.g. runs/qm9-one-block")
     parser.add_argument("--retries", type=int, nargs="+", default=[0, 3],
                         help="valence_retries settings of the model rows (0 = PARD's plain sampler)")
-    parser.add_argument("--n-cond", type=int, default=500, help="molecules per conditional setting")
+    parser.add_argument("--n-cond", type=int, default=500, help="molecules per conditional setting (0: no conditional rows)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     clock = time.perf_counter()
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
             torch.set_num_threads(1)
             metrics = evaluator(graphs)
             sampler = "plain PARD sampler" if retries == 0 else f"valence-checked, at most {retries} redraws per block"
-            name = f"sciogen PARD ({args.model}, {args.steps} steps per block, {sampler})"
+            kind = "one block (DiGress-like)" if gen.config.diffusion.one_block else "PARD"
+            name = f"sciogen {kind} ({args.model}, {args.steps} steps per block, {sampler})"
             rows[name] = {k: metrics[k] for k in (*KEYS, "num_samples") if k in metrics}
             rows[name].update(seconds_per_1000=1000 * seconds / args.n, threads=args.threads, valence_retries=retries)
             print(name, {k: round(v, 4) for k, v in rows[name].items()})
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows[name] = {k: metrics[k] for k in (*KEYS, "num_samples") if k in metrics}
             rows[name].update(seconds_per_1000=1000 * seconds / args.n, threads=args.threads, valence_retries=0)
             print(name, {k: round(v, 4) for k, v in rows[name].items()})
-        if gen.conditions:
+        if gen.conditions and args.n_cond > 0:
             table = read_qm9_table(args.data / "qm9")
             conditional = conditional_rows(gen, table, args.n_cond, args.steps)
 
