@@ -172,6 +172,7 @@ def over_valence(Xp, Ep, Bp, Xn, Ec, Ew, real, max_valence) -> torch.Tensor:
     return over_prefix.any(1) | over_new.any(1)
 
 
+@torch.no_grad()
 def sample_graphs(
     model: PARDNet, num: int, atoms: CategoricalProcess, bonds: CategoricalProcess, *, steps: int = 20,
     generator: torch.Generator | None = None, cond=None, cond_mask=None, guidance: float = 1.0,
