@@ -13,7 +13,7 @@ from rdkit import Chem  # noqa: E402
 
 from sciogen.molecules import ConditionError, MoleculeConfig, MoleculeGenerator, MoleculeSpec, canonical_smiles  # noqa: E402
 from sciogen.molecules.pard import block_class, to_block_tensors  # noqa: E402
-from sciogen.molecules.representation import from_dense, max_valences  # noqa: E402
+from sciogen.molecules.representation import BOND_ORDERS, from_dense, max_valences  # noqa: E402
 from sciogen.train.config import from_dict  # noqa: E402
 
 SMILES = ["CC(=O)NC1CC1", "OCC#N", "C1=CC=CN=C1", "CC(C)(C)O", "O=C1C=CC(=O)N1", "C[NH3+]", "CC1(C)OC1C#C",
@@ -172,7 +172,7 @@ def test_valence_retries_redraw_blocks_that_exceed_a_valence(trained):
         count = 0
         for g in graphs:
             used = torch.zeros(g.num_nodes)
-            order = torch.tensor([0.0, 1.0, 2.0, 3.0, 1.5])[g.edge_attr.view(-1)]
+            order = torch.tensor(BOND_ORDERS)[g.edge_attr.view(-1)]
             used.index_add_(0, g.edge_index[0], order)
             count += int((used > limit[g.x.view(-1)]).any())
         return count

@@ -183,11 +183,16 @@ def _check_local(folder: Path, wanted: list[DatasetFile], name: str) -> Path:
     return folder
 
 
+def _matches_card(path: Path, entry: DatasetFile) -> bool:
+    """True when ``path`` is verified by the card's SHA-256, or by its Git blob id when it has no SHA-256."""
+    if entry.sha256 is not None:
+        return sha256sum(path) == entry.sha256
+    return entry.git_blob_sha1 is not None and git_blob_sha1(path) == entry.git_blob_sha1
+
+
 def _fetch_file(entry: DatasetFile, folder: Path, archives: Path, name: str, allow_unverified: bool, progress: bool) -> None:
     target = folder / entry.name
-    if target.is_file() and entry.sha256 is not None and sha256sum(target) == entry.sha256:
-        return
-    if target.is_file() and entry.sha256 is None and entry.git_blob_sha1 is not None and git_blob_sha1(target) == entry.git_blob_sha1:
+    if target.is_file() and _matches_card(target, entry):
         return
     if not entry.verifiable and not allow_unverified:
         raise ChecksumError(

@@ -417,7 +417,7 @@ def build_mol(atoms: Sequence[int], bonds: dict[tuple[int, int], int], spec: Mol
             mol.GetBondBetweenAtoms(i, j).SetIsAromatic(True)
             mol.GetAtomWithIdx(i).SetIsAromatic(True)
             mol.GetAtomWithIdx(j).SetIsAromatic(True)
-        order = 1.5 if t == 4 else float(t)
+        order = BOND_ORDERS[t]
         valence[i] += order
         valence[j] += order
         # RDKit is asked only when some atom may exceed its valence (exactness kept: a
