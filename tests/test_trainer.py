@@ -13,7 +13,7 @@ from torch import nn
 from sciogen.diffusion import GaussianProcess
 from sciogen.toy import MLPDenoiser
 from sciogen.train import EMA, ShardedBatchSampler, TrainConfig, Trainer, TrainingInterrupted
-from sciogen.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from sciogen.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, record_stages
 from sciogen.train.metrics import read_metrics
 from sciogen.train.optim import lr_factor
 
@@ -202,6 +202,9 @@ def test_init_from_starts_a_second_stage_from_another_runs_ema_weights(tmp_path)
     assert stage2.step == 0 and stage2.ema.num_updates == 0  # a new run, not a resume
     stage2.fit()
     assert stage2.step == 1 and not torch.equal(stage2.module.net.inp.weight, trained["net.inp.weight"])
+    exported = record_stages({"metadata": {"trained_steps": 1}}, str(tmp_path / "a"), 1)["metadata"]
+    assert exported == {"trained_steps": 1, "stage1_trained_steps": 4, "total_trained_steps": 5}
+    assert record_stages({"metadata": {}}, None, 1) == {"metadata": {}}  # a single-stage run: unchanged
 
 
 def test_init_from_names_a_checkpoint_that_does_not_fit(tmp_path):

@@ -4,7 +4,9 @@
 
 Keeps the EMA weights only, stored in half precision (loading casts them back to the
 model's float32; ``benchmarks/crystals.py`` measured the exported file, so its numbers
-include the rounding), and drops the optimizer and trainer state.
+include the rounding), and drops the optimizer and trainer state. When the run started
+from another run's weights (``train.init_from``), the metadata records the steps of both
+stages.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 from sciogen.crystals import CrystalGenerator
-from sciogen.train.checkpoint import save_checkpoint
+from sciogen.train.checkpoint import record_stages, save_checkpoint
 
 
 def export(source: str | Path, destination: str | Path) -> Path:
@@ -22,7 +24,7 @@ def export(source: str | Path, destination: str | Path) -> Path:
     weights = checkpoint["ema"] if checkpoint["ema"] is not None else checkpoint["model"]
     checkpoint["model"] = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     checkpoint["ema"] = None
-    return save_checkpoint(checkpoint, destination)
+    return save_checkpoint(record_stages(checkpoint, gen.config.train.init_from, gen.trained_steps), destination)
 
 
 if __name__ == "__main__":

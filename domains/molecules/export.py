@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from sciogen.molecules import MoleculeGenerator
-from sciogen.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from sciogen.train.checkpoint import record_stages, save_checkpoint
 
 
 def export(source: str | Path, destination: str | Path, valence_retries: int = 3) -> Path:
@@ -24,13 +24,7 @@ def export(source: str | Path, destination: str | Path, valence_retries: int = 3
     checkpoint = gen.checkpoint()
     checkpoint["model"] = checkpoint["ema"] if checkpoint["ema"] is not None else checkpoint["model"]
     checkpoint["ema"] = None
-    init_from = gen.config.train.init_from
-    if init_from:
-        previous = load_checkpoint(resolve_checkpoint(init_from))
-        stage1 = int((previous.get("trainer") or {}).get("step", (previous.get("metadata") or {}).get("trained_steps", 0)))
-        checkpoint["metadata"]["stage1_trained_steps"] = stage1
-        checkpoint["metadata"]["total_trained_steps"] = stage1 + gen.trained_steps
-    return save_checkpoint(checkpoint, destination)
+    return save_checkpoint(record_stages(checkpoint, gen.config.train.init_from, gen.trained_steps), destination)
 
 
 if __name__ == "__main__":

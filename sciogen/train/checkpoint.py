@@ -42,6 +42,7 @@ __all__ = [
     "prune_checkpoints",
     "resolve_checkpoint",
     "export_checkpoint",
+    "record_stages",
 ]
 
 FORMAT = "sciogen-checkpoint"
@@ -186,3 +187,20 @@ def export_checkpoint(source: str | Path, destination: str | Path, half: bool = 
             if checkpoint.get(key) is not None:
                 checkpoint[key] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint[key].items()}
     return save_checkpoint(checkpoint, destination)
+
+
+def record_stages(checkpoint: dict[str, Any], init_from: str | Path | None, trained_steps: int) -> dict[str, Any]:
+    """Note in an exported checkpoint's metadata how many steps each training stage ran.
+
+    A run started from another run's weights (``train.init_from``) trained ``trained_steps``
+    on top of that run's: ``stage1_trained_steps`` and ``total_trained_steps`` are added
+    (read from the earlier checkpoint's trainer state or its own ``trained_steps``).
+    Without ``init_from`` the checkpoint is returned unchanged.
+    """
+    if init_from:
+        previous = load_checkpoint(resolve_checkpoint(init_from))
+        stage1 = int((previous.get("trainer") or {}).get("step", (previous.get("metadata") or {}).get("trained_steps", 0)))
+        metadata = checkpoint.setdefault("metadata", {})
+        metadata["stage1_trained_steps"] = stage1
+        metadata["total_trained_steps"] = stage1 + int(trained_steps)
+    return checkpoint
