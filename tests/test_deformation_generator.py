@@ -132,23 +132,28 @@ def test_shipped_models_load_and_deform_without_folding(name, dim):
 
 
 @torch.no_grad()
-def test_shipped_2d_model_recovers_held_out_deformations(shared_datasets):
-    """The shipped 2D network undoes part of a level-1 deformation of brain slices it never
-    saw (dipy's S0_10slices): its recovery beats predicting none (relative error 1)."""
-    name = "deformation/brain-mri-2d"
+@pytest.mark.parametrize("name,held_out,bound", [
+    ("deformation/brain-mri-2d", "dipy_1.12.1/S0_10slices.nii.gz", 0.97),
+    ("deformation/brain-mri-3d", "nibabel_5.4.2/example4d.nii.gz", 0.9),
+])
+def test_shipped_models_recover_held_out_deformations(shared_datasets, name, held_out, bound):
+    """The shipped networks undo part of a level-1 deformation of brain images they never
+    saw (dipy's S0_10slices in 2D, nibabel's example4d EPI in 3D): their recovery beats
+    predicting none (relative error 1). Measured on 4 draws: 0.645 (2D), 0.723 (3D)."""
     if name not in sciogen.available():
         pytest.skip(f"{name} is not shipped in this checkout")
     from sciogen.deformation import integrate_velocity
     from sciogen.deformation.io import normalize_intensity
 
     gen = sciogen.load(name, device="cpu")
-    vol, _ = read_image(shared_datasets / "volumes" / "dipy_1.12.1" / "S0_10slices.nii.gz")
+    vol, _ = read_image(shared_datasets / "volumes" / held_out)
     vol = normalize_intensity(vol[:1][None])[0]
-    x0 = torch.cat([GridMap.for_image(vol.shape[1:3], gen.network_shape).to_network(vol[None, ..., k]) for k in range(2, 8)])
+    items = [vol[..., k] for k in range(2, 8)] if gen.spatial_dims == 2 else [vol]
+    x0 = torch.cat([GridMap.for_image(x.shape[1:], gen.network_shape).to_network(x[None]) for x in items])
     process, t = gen.process, torch.ones(x0.shape[0])
     x_t, v = process.deform(x0, t, generator=torch.Generator().manual_seed(0))
     target = integrate_velocity(-v)
     pred = integrate_velocity(process.predict_velocity(gen.sampling_model.eval(), x_t, t))
     w = process.loss_weights(x0)
     rse = float(((w * (pred - target).square().sum(1)).sum() / (w * target.square().sum(1)).sum()))
-    assert rse < 0.97
+    assert rse < bound

@@ -54,10 +54,22 @@ class DeformationDataConfig:
 
 @dataclass
 class DeformationModelConfig:
-    """Size of the :class:`~sciogen.deformation.network.RecoveryUNet`."""
+    """Size of the :class:`~sciogen.deformation.network.RecoveryUNet`.
+
+    Attributes:
+        channels: widths per resolution level.
+        time_dim: width of the time embedding.
+        stem: the input convolution's downsampling factor (1: none; 2: the blocks work on a
+            grid half the size of ``data.shape`` and the velocity is upsampled back).
+    """
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     time_dim: int = 64
+    stem: int = 1
+
+    def __post_init__(self):
+        if int(self.stem) < 1:
+            raise ConfigError(f"model.stem must be >= 1, got {self.stem}")
 
 
 @dataclass

@@ -68,10 +68,11 @@ class DeformationGenerator(Generator):
 
     def build_model(self) -> nn.Module:
         m = self.config.model
-        net = RecoveryUNet(self.spatial_dims, 1, m.channels, m.time_dim)
+        net = RecoveryUNet(self.spatial_dims, 1, m.channels, m.time_dim, m.stem)
         bad = [n for n in self.network_shape if n % net.divisor]
         if bad:
-            raise ValueError(f"data.shape {self.network_shape} must be multiples of {net.divisor} for model.channels {m.channels}")
+            raise ValueError(f"data.shape {self.network_shape} must be multiples of {net.divisor} "
+                             f"for model.channels {m.channels} and model.stem {m.stem}")
         return net
 
     def training_data(self, data: Any = None) -> torch.Tensor:

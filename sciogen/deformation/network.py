@@ -1,10 +1,11 @@
 """The recovery network: a small time-conditioned U-Net for 2D and 3D images.
 
-    h = conv_in(x)
+    h = conv_in(x)                     (a strided "patchify" convolution when stem > 1)
     down:  per level, a residual block  h <- h + conv(SiLU(GN(conv(SiLU(GN(h))) + e(t))))
            then a strided convolution (except at the last level)
     up:    nearest upsampling, concatenation with the skip, residual block
-    out:   conv_out(SiLU(GN(h))), initialised to zero (the untrained net predicts no motion)
+    out:   conv_out(SiLU(GN(h))), initialised to zero (the untrained net predicts no motion),
+           upsampled (linear) back to the input grid when stem > 1
 
 with ``e(t)`` the :class:`sciogen.nn.TimeEmbedding` of t in [0, 1] projected to each
 block's width. MONAI's ``DiffusionModelUNet`` was the first choice; it always puts
@@ -12,8 +13,13 @@ self-attention in its middle block, which needs ``einops`` and costs O(N^2) in t
 number of voxels of the bottleneck (4096 tokens at 64^3 / 4), too slow on a CPU, so this
 module keeps to convolutions.
 
+``stem`` > 1 lets the network see a fine grid (e.g. 64^3) while its blocks work on a grid
+``stem`` times coarser: the velocity it predicts is smooth (the random deformations have
+at most 32 control points per side), so predicting it on the coarse grid and upsampling
+loses little, and a 3D step costs about ``stem^3`` times less.
+
 Shapes: ``x`` ``(B, C, *S)`` with ``len(S) = spatial_dims`` and every ``S[i]`` divisible by
-``2 ** (len(channels) - 1)``; ``t`` ``(B,)`` or scalar -> ``(B, spatial_dims, *S)``.
+``stem * 2 ** (len(channels) - 1)``; ``t`` ``(B,)`` or scalar -> ``(B, spatial_dims, *S)``.
 """
 
 from __future__ import annotations
@@ -70,19 +76,25 @@ class RecoveryUNet(nn.Module):
         in_channels: image channels.
         channels: widths per resolution level (``len(channels) - 1`` downsamplings).
         time_dim: width of the time embedding.
+        stem: downsampling factor of the input convolution (1: none); the output is
+            upsampled by the same factor.
     """
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, channels: Sequence[int] = (16, 32, 64),
-                 time_dim: int = 64):
+                 time_dim: int = 64, stem: int = 1):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if len(channels) < 1:
             raise ValueError("channels must name at least one level")
+        if int(stem) < 1:
+            raise ValueError(f"stem must be >= 1, got {stem}")
         conv = _conv(spatial_dims)
         self.spatial_dims, self.in_channels, self.channels = spatial_dims, in_channels, tuple(channels)
+        self.stem = int(stem)
         self.time = TimeEmbedding(time_dim)
-        self.conv_in = conv(in_channels, channels[0], 3, padding=1)
+        self.conv_in = (conv(in_channels, channels[0], 3, padding=1) if self.stem == 1
+                        else conv(in_channels, channels[0], self.stem, stride=self.stem))
         self.down = nn.ModuleList(_ResBlock(spatial_dims, c_prev, c, time_dim)
                                   for c_prev, c in zip((channels[0], *channels[:-1]), channels))
         self.pool = nn.ModuleList(conv(c, c, 3, stride=2, padding=1) for c in channels[:-1])
@@ -97,7 +109,7 @@ class RecoveryUNet(nn.Module):
     @property
     def divisor(self) -> int:
         """Every spatial size must be a multiple of this."""
-        return 2 ** (len(self.channels) - 1)
+        return self.stem * 2 ** (len(self.channels) - 1)
 
     def check_shape(self, x: torch.Tensor) -> None:
         """Raise a clear error for inputs this network cannot process."""
@@ -128,4 +140,8 @@ class RecoveryUNet(nn.Module):
         for block in self.up:
             h = nn.functional.interpolate(h, scale_factor=2, mode="nearest")
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.conv_out(nn.functional.silu(self.norm_out(h)))
+        w = self.conv_out(nn.functional.silu(self.norm_out(h)))
+        if self.stem > 1:
+            w = nn.functional.interpolate(w, size=x.shape[2:], mode="bilinear" if self.spatial_dims == 2 else "trilinear",
+                                          align_corners=False)
+        return w
