@@ -10,7 +10,8 @@ resampled to 128^2) and the MNI152 T1 volume padded to a cube and resampled to 6
   no network), for reference;
 - ``MONAI Rand3DElastic`` (sigma 5, magnitude 100-300, as the issue asks) and, for 2D,
   ``MONAI Rand2DElastic`` (spacing 16, magnitude 1-2);
-- ``torchio RandomElasticDeformation`` when torchio is installed (it is not here);
+- ``torchio RandomElasticDeformation`` with its defaults, when torchio is installed
+  (``pip install -e ".[bench]"``), and the same scaled to our mean |u|;
 - ``DRDM forward``: DRDM's forward process re-implemented from the paper (Zheng et al.
   2024, Sec. 3.1, and its reference configuration): one random multi-scale displacement
   step on a control grid of a quarter of the image side (noise on 1, 1/2, 1/4, 1/8 of that
@@ -19,8 +20,9 @@ resampled to 128^2) and the MNI152 T1 volume padded to a cube and resampled to 6
   per-step scale is set so that its mean |u| matches ours (matched magnitude).
 
 MONAI's displacement is read from the sampling grid its transform hands to its resampler
-(exact); torchio's by transforming an image whose channels are the voxel coordinates (the
-output at p is p + u(p), valid where p + u(p) stays inside the image). Seconds per field
+(exact); torchio's from the B-spline transform it builds (exact, see :func:`torchio_elastic`;
+a probe image of voxel coordinates would be wrong near the border, where torchio pads with
+the image minimum). Seconds per field
 include warping one image. All measures: :func:`sciogen.deformation.field_metrics`
 (border of 1 voxel excluded).
 
@@ -34,16 +36,18 @@ import json
 import math
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 import sciogen
 
 from sciogen.deformation import GridMap, compose, field_metrics, warp
-from sciogen.deformation.fields import fraction_to_voxels, identity_grid, integrate_velocity, resize_field
+from sciogen.deformation.fields import fraction_to_voxels, integrate_velocity, resize_field
 from sciogen.deformation.io import normalize_intensity, read_image
 
 OUT = Path(__file__).parent / "results" / "deformation.json"
@@ -87,18 +91,6 @@ def forward_method(name: str) -> Method:
     return run
 
 
-def coordinate_probe(transform: Callable[[torch.Tensor], torch.Tensor]) -> Method:
-    """The displacement of an image transform, from an image of voxel coordinates."""
-
-    def run(image, seed):
-        shape = image.shape[1:]
-        grid = identity_grid(shape)
-        out = torch.as_tensor(transform(torch.cat([image, grid]), seed))
-        return (out[1:] - grid)[None].float()
-
-    return run
-
-
 class _GridRecorder:
     """Wraps a MONAI ``Resample`` and keeps the sampling grid it was given."""
 
@@ -132,19 +124,41 @@ def monai_elastic(dim: int, factor: float = 1.0) -> Method:
     return run
 
 
-def torchio_elastic() -> Method | None:
+def torchio_elastic(factor: float = 1.0) -> Method | None:
+    """torchio's ``RandomElasticDeformation`` with its defaults (7 control points per axis,
+    max displacement 7.5 mm, 2 locked borders). Its dense displacement is read exactly from
+    the B-spline transform it builds (SimpleITK ``TransformToDisplacementField``, converted
+    to voxels along the array axes; warping with it reproduces torchio's output to 1e-5).
+    A coordinate-image probe would not do: torchio pads with the image minimum. ``factor``
+    scales the control-point displacements (the field is linear in them)."""
     try:
+        import SimpleITK as sitk
         import torchio as tio
+        from torchio.data.io import nib_to_sitk
+        from torchio.transforms.augmentation.spatial.random_elastic_deformation import ElasticDeformation
     except ImportError:
         return None
 
-    def transform(x, seed):
+    def run(image, seed):
+        dim = image.ndim - 1
+        t = tio.RandomElasticDeformation(image_interpolation="linear")
         torch.manual_seed(seed)
-        y = x if x.ndim == 4 else x[..., None]
-        out = tio.RandomElasticDeformation(image_interpolation="linear")(tio.ScalarImage(tensor=y)).data
-        return out if x.ndim == 4 else out[..., 0]
+        control = factor * t.get_params(t.num_control_points, t.max_displacement, t.num_locked_borders)
+        volume = image[0] if dim == 3 else image[0][..., None]
+        reference = nib_to_sitk(volume[None].numpy(), np.eye(4), force_3d=True)
+        with warnings.catch_warnings():  # its "folding may occur" warning for large factors
+            warnings.simplefilter("ignore", RuntimeWarning)
+            bspline = ElasticDeformation(control, t.max_displacement).get_bspline_transform(reference)
+        field = sitk.TransformToDisplacementField(bspline, sitk.sitkVectorFloat64, reference.GetSize(),
+                                                  reference.GetOrigin(), reference.GetSpacing(), reference.GetDirection())
+        direction = np.array(reference.GetDirection()).reshape(3, 3)
+        d = sitk.GetArrayFromImage(field) @ np.linalg.inv(direction).T / np.array(reference.GetSpacing())
+        d = torch.as_tensor(d.transpose(3, 2, 1, 0).copy()).float()  # (3, x, y, z): torchio's array axes
+        ddf = (d if dim == 3 else d[:2, ..., 0])[None]
+        warp(image[None], ddf)
+        return ddf
 
-    return coordinate_probe(transform)
+    return run
 
 
 def drdm_forward(scale: float, level: int = 80) -> Method:
@@ -256,7 +270,7 @@ def main() -> None:
             "sciogen forward only (t=1)": forward_method(model),
             "MONAI Rand3DElastic (sigma 5, magnitude 100-300)" if dim == 3 else "MONAI Rand2DElastic (spacing 16, magnitude 1-2)":
                 monai_elastic(dim),
-            "torchio RandomElasticDeformation": torchio_elastic(),
+            "torchio RandomElasticDeformation (defaults: 7 control points, 7.5 voxels)": torchio_elastic(),
         }
         ours = None
         for name, method in methods.items():
@@ -268,10 +282,11 @@ def main() -> None:
             ours = ours or row
             results.append(row)
             print(_fmt(row))
-            if name.startswith("MONAI"):  # the same, scaled to our mean |u| (matched magnitude)
+            if name.startswith(("MONAI", "torchio")):  # the same, scaled to our mean |u| (matched magnitude)
                 factor = ours["mean_disp_pct"] / row["mean_disp_pct"]
+                scaled = monai_elastic(dim, factor) if name.startswith("MONAI") else torchio_elastic(factor)
                 matched = {"setting": setting, "method": f"{name.split(' (')[0]} matched to our mean |u| (magnitude x {factor:.2f})",
-                           "seeds": len(seeds), **measure(monai_elastic(dim, factor), image, seeds)}
+                           "seeds": len(seeds), **measure(scaled, image, seeds)}
                 results.append(matched)
                 print(_fmt(matched))
         scale = calibrate_drdm(image, ours["mean_disp_pct"])
