@@ -13,7 +13,9 @@ from torch import nn
 from sciogen.diffusion import GaussianProcess
 from sciogen.toy import MLPDenoiser
 from sciogen.train import EMA, ShardedBatchSampler, TrainConfig, Trainer, TrainingInterrupted
-from sciogen.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, record_stages
+from sciogen.train.checkpoint import (
+    FORMAT, FORMAT_VERSION, CheckpointError, list_checkpoints, load_checkpoint, record_stages, save_checkpoint,
+)
 from sciogen.train.metrics import read_metrics
 from sciogen.train.optim import lr_factor
 
@@ -202,8 +204,15 @@ def test_init_from_starts_a_second_stage_from_another_runs_ema_weights(tmp_path)
     assert stage2.step == 0 and stage2.ema.num_updates == 0  # a new run, not a resume
     stage2.fit()
     assert stage2.step == 1 and not torch.equal(stage2.module.net.inp.weight, trained["net.inp.weight"])
+    HEADER = {"format": FORMAT, "format_version": FORMAT_VERSION}
     exported = record_stages({"metadata": {"trained_steps": 1}}, str(tmp_path / "a"), 1)["metadata"]
-    assert exported == {"trained_steps": 1, "stage1_trained_steps": 4, "total_trained_steps": 5}
+    assert exported == {"trained_steps": 1, "stage_steps": [4, 1], "stage1_trained_steps": 4, "total_trained_steps": 5}
+    save_checkpoint({**HEADER, "model": {}, "metadata": {"trained_steps": 1, **exported}}, tmp_path / "stage2.pt")
+    third = record_stages({"metadata": {"trained_steps": 3}}, str(tmp_path / "stage2.pt"), 3)["metadata"]
+    assert third["stage_steps"] == [4, 1, 3] and third["stage1_trained_steps"] == 4 and third["total_trained_steps"] == 8
+    old = {**HEADER, "model": {}, "metadata": {"trained_steps": 8000, "stage1_trained_steps": 6000, "total_trained_steps": 14000}}
+    save_checkpoint(old, tmp_path / "old.pt")  # a two-stage export from before stage_steps
+    assert record_stages({"metadata": {}}, str(tmp_path / "old.pt"), 6000)["metadata"]["stage_steps"] == [6000, 8000, 6000]
     assert record_stages({"metadata": {}}, None, 1) == {"metadata": {}}  # a single-stage run: unchanged
 
 

@@ -16,6 +16,8 @@
   FCD (cached reference statistics), QED / SA / logP / weight; :func:`evaluate`.
 - ``moses_metrics.py``: SNN, Frag, Scaf, IntDiv, Filters on RDKit (no ``molsets``).
 - ``null_model.py``: independent atom / bond types from the data marginals.
+- ``properties.py``: a GINE regressor of QM9's DFT properties (gap, mu, ...), shipped,
+  that scores property-conditioned samples which are not in QM9.
 
 RDKit and torch-geometric are imported only inside this package.
 """
@@ -30,6 +32,7 @@ from .io import MoleculeRecords, Skipped, read_csv, read_molecules, read_sdf, re
 from .metrics import FCDReference, MoleculeEvaluator, evaluate, fcd, sample_smiles
 from .moses_metrics import MosesReference, load_filters, moses_metrics
 from .null_model import NullModel
+from .properties import PropertyPredictor, load_property_predictor
 from .representation import (
     AtomType,
     MoleculeError,
@@ -57,5 +60,5 @@ __all__ = [
     "Blocks", "peel_blocks", "block_decomposition", "order_by_blocks",
     "FCDReference", "MoleculeEvaluator", "evaluate", "fcd", "sample_smiles",
     "MosesReference", "moses_metrics", "load_filters",
-    "NullModel",
+    "NullModel", "PropertyPredictor", "load_property_predictor",
 ]

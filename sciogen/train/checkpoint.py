@@ -193,14 +193,24 @@ def record_stages(checkpoint: dict[str, Any], init_from: str | Path | None, trai
     """Note in an exported checkpoint's metadata how many steps each training stage ran.
 
     A run started from another run's weights (``train.init_from``) trained ``trained_steps``
-    on top of that run's: ``stage1_trained_steps`` and ``total_trained_steps`` are added
-    (read from the earlier checkpoint's trainer state or its own ``trained_steps``).
-    Without ``init_from`` the checkpoint is returned unchanged.
+    on top of that run's. ``stage_steps`` lists every stage in order: the earlier file's own
+    ``stage_steps`` when it is itself a multi-stage export, else its one stage (its trainer
+    state's step or its ``trained_steps``), then this run's. ``stage1_trained_steps`` (the
+    first stage) and ``total_trained_steps`` are derived from it. Without ``init_from`` the
+    checkpoint is returned unchanged.
     """
     if init_from:
         previous = load_checkpoint(resolve_checkpoint(init_from))
-        stage1 = int((previous.get("trainer") or {}).get("step", (previous.get("metadata") or {}).get("trained_steps", 0)))
+        earlier = (previous.get("metadata") or {})
+        if earlier.get("stage_steps"):
+            stages = [int(s) for s in earlier["stage_steps"]]
+        elif "stage1_trained_steps" in earlier:  # a two-stage export written before stage_steps existed
+            stages = [int(earlier["stage1_trained_steps"]), int(earlier["total_trained_steps"]) - int(earlier["stage1_trained_steps"])]
+        else:
+            stages = [int((previous.get("trainer") or {}).get("step", earlier.get("trained_steps", 0)))]
+        stages.append(int(trained_steps))
         metadata = checkpoint.setdefault("metadata", {})
-        metadata["stage1_trained_steps"] = stage1
-        metadata["total_trained_steps"] = stage1 + int(trained_steps)
+        metadata["stage_steps"] = stages
+        metadata["stage1_trained_steps"] = stages[0]
+        metadata["total_trained_steps"] = sum(stages)
     return checkpoint
