@@ -194,20 +194,22 @@ def record_stages(checkpoint: dict[str, Any], init_from: str | Path | None, trai
 
     A run started from another run's weights (``train.init_from``) trained ``trained_steps``
     on top of that run's. ``stage_steps`` lists every stage in order: the earlier file's own
-    ``stage_steps`` when it is itself a multi-stage export, else its one stage (its trainer
-    state's step or its ``trained_steps``), then this run's. ``stage1_trained_steps`` (the
+    ``stage_steps`` when it is itself a multi-stage export, else its one stage (a run
+    checkpoint's trainer step, or an export's ``trained_steps``), then this run's. ``stage1_trained_steps`` (the
     first stage) and ``total_trained_steps`` are derived from it. Without ``init_from`` the
     checkpoint is returned unchanged.
     """
     if init_from:
         previous = load_checkpoint(resolve_checkpoint(init_from))
-        earlier = (previous.get("metadata") or {})
-        if earlier.get("stage_steps"):
+        earlier = previous.get("metadata") or {}
+        if previous.get("trainer"):  # a training run's own checkpoint: its steps are one stage
+            stages = [int(previous["trainer"].get("step", 0))]
+        elif earlier.get("stage_steps"):
             stages = [int(s) for s in earlier["stage_steps"]]
         elif "stage1_trained_steps" in earlier:  # a two-stage export written before stage_steps existed
             stages = [int(earlier["stage1_trained_steps"]), int(earlier["total_trained_steps"]) - int(earlier["stage1_trained_steps"])]
         else:
-            stages = [int((previous.get("trainer") or {}).get("step", earlier.get("trained_steps", 0)))]
+            stages = [int(earlier.get("trained_steps", 0))]
         stages.append(int(trained_steps))
         metadata = checkpoint.setdefault("metadata", {})
         metadata["stage_steps"] = stages
