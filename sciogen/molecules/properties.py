@@ -212,15 +212,13 @@ class PropertyPredictor:
         return out if column is None else out[:, column]
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically with the trainer's checkpoint writer (plain values only)."""
+        from sciogen.train.checkpoint import save_checkpoint
+
         state = {"format": FORMAT, "config": to_dict(self.config), "mean": self.mean, "std": self.std,
                  "model": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
                  "metadata": self.metadata}
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
-        return path
+        return save_checkpoint(state, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "PropertyPredictor":
