@@ -1,8 +1,8 @@
 """The ``sciogen`` command (also ``python -m sciogen``).
 
-    sciogen train CONFIG.yaml [--set key=value ...] [--run-dir DIR] [--resume [CKPT]]
+    sciogen train DOMAIN|RECIPE|CONFIG.yaml [--data PATH ...] [--set key=value ...] [--run-dir DIR] [--resume [CKPT]]
     sciogen sample NAME_OR_CKPT -n N --out FILE [--steps S --solver X --seed K] [domain options]
-    sciogen evaluate DOMAIN FILE [--reference REF] [--json]
+    sciogen evaluate DOMAIN FILE [--reference REF] [--download] [--json]
     sciogen list
     sciogen info NAME_OR_CKPT
     sciogen demo [--out DIR] [--domain NAME ...] [--quick]
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("file", help="the samples, in a format the domain reads")
     ev.add_argument("--reference", "--truth", dest="reference",
                     help="reference data (--truth for forecasts): a file or a dataset name the domain understands")
+    ev.add_argument("--download", action="store_true",
+                    help="download a --reference dataset (checksummed) when no local copy is in the cache")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_debug(ev)
     for name, text in (("list", "list shipped models, domains and datasets"),):
@@ -61,14 +63,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a model from a YAML config")
-    p.add_argument("config", help="the run's YAML file, e.g. domains/toy/gmm.yaml")
+    p = sub.add_parser(
+        "train", help="train a model: on your own data (DOMAIN --data PATH), a packaged recipe or a YAML file",
+        description="Train a model. SOURCE is a domain (its default recipe, e.g. molecules), a packaged "
+                    "recipe (e.g. molecules/qm9; see sciogen list) or a YAML file. With --data the model "
+                    "trains on your own file, folder or glob (docs/your-data.md lists the formats).")
+    p.add_argument("config", metavar="SOURCE", help="domain, packaged recipe or YAML file, e.g. molecules")
+    p.add_argument("--data", help="your own data: a file, a folder or a quoted glob in the domain's formats")
+    p.add_argument("--labels", help="volumes, deformation: a folder of label images matched to --data by file name")
+    p.add_argument("--covariates", help="volumes: a CSV of per-volume covariates; time series: covariate columns")
+    p.add_argument("--condition-on", type=_name_list, metavar="COL[,COL]",
+                   help="molecules, crystals: numeric columns (or SD tags) to condition on")
+    p.add_argument("--column", help="molecules, crystals: the column that holds the records (SMILES / CIF)")
+    p.add_argument("--freq", help="time series: the pandas frequency (default: inferred from the timestamps)")
+    p.add_argument("--prediction-length", type=int, metavar="N", help="time series: forecast horizon in steps")
+    p.add_argument("--download", action="store_true",
+                   help="fetch the recipe's registered dataset (checksummed) when the cache has no copy")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=500 (repeatable)")
-    p.add_argument("--run-dir", help="run folder (default: train.run_dir, else runs/<config name>)")
+    p.add_argument("--run-dir", help="run folder (default: train.run_dir, else runs/<source>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue the run folder's latest checkpoint (or CKPT)")
     _add_debug(p)
+
+
+def _name_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected column names separated by commas, got {text!r}")
+    return names
 
 
 def _sample_parser(sub) -> argparse.ArgumentParser:
@@ -90,13 +113,15 @@ def _sample_parser(sub) -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sciogen.registry import get_domain, load_run_config
+    from sciogen.registry import prepare_run
     from sciogen.train import distributed
 
-    config = load_run_config(args.config, args.set)
-    run_dir = args.run_dir or config.train.run_dir or str(Path("runs") / Path(args.config).stem)
+    options = {k: getattr(args, k) for k in ("labels", "covariates", "condition_on", "column", "freq",
+                                             "prediction_length", "download")}
+    generator, stem = prepare_run(args.config, args.data, args.set, **options)
+    config = generator.config
+    run_dir = args.run_dir or config.train.run_dir or str(Path("runs") / stem)
     config.train.run_dir = str(run_dir)
-    generator = get_domain(config.domain).generator_class()(config)
     generator.fit(run_dir=run_dir, resume=args.resume)
     if distributed.is_main():
         print(f"trained {generator.trained_steps} steps; checkpoints in {Path(run_dir) / 'checkpoints'}")
@@ -143,7 +168,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sciogen.registry import get_domain
 
     generator_cls = get_domain(args.domain).generator_class()
-    metrics = generator_cls.evaluate_samples(generator_cls.read_samples(args.file), args.reference)
+    options = {"download": True} if args.download else {}
+    if options and not args.reference:
+        raise ValueError("--download fetches the --reference dataset; give --reference NAME too")
+    metrics = generator_cls.evaluate_samples(generator_cls.read_samples(args.file), args.reference, **options)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -166,6 +194,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for spec in domains():
         extra = f'pip install "sciogen[{spec.extra}]"' if spec.extra else "core"
         print(f"  {spec.name:<22} {spec.description} ({extra})")
+    from sciogen.recipes import recipe_names
+
+    print("recipes (sciogen train NAME; a domain name alone takes its default, marked *):")
+    defaults = {spec.recipe for spec in domains()}
+    for name in recipe_names():
+        print(f"  {name}{' *' if name in defaults else ''}")
     print("datasets:")
     for name, card in cards().items():
         print(f"  {name:<22} [{card.domain}] {card.title}")
@@ -282,7 +316,8 @@ def _report(err: Exception, args: argparse.Namespace) -> int:
     if isinstance(err, TrainingInterrupted):
         print(f"sciogen: {err}", file=sys.stderr)
         if err.checkpoint is not None and args.command == "train":
-            print(f"resume with: sciogen train {args.config} --resume" + (f" --run-dir {args.run_dir}" if args.run_dir else ""),
+            data = f" --data {args.data}" if getattr(args, "data", None) else ""
+            print(f"resume with: sciogen train {args.config}{data} --resume" + (f" --run-dir {args.run_dir}" if args.run_dir else ""),
                   file=sys.stderr)
         return 128 + int(err.signum)
     message = str(err) or type(err).__name__

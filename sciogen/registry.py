@@ -12,6 +12,7 @@ entry in the table at the bottom of this module (or, from another package, with 
         name="molecules", module="sciogen.molecules", generator="MoleculeGenerator",
         extra="molecules", description="molecular graphs (QM9, MOSES)",
         demo="sciogen.molecules.demo:run_demo",   # optional, run by `sciogen demo`
+        recipe="molecules/qm9",                   # default recipe of `sciogen train molecules`
     ))
 
 The generator class then supplies everything the CLI needs: its config class (for
@@ -52,6 +53,8 @@ __all__ = [
     "load",
     "load_once",
     "load_run_config",
+    "prepare_run",
+    "fit",
 ]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -79,6 +82,7 @@ class DomainSpec:
         extra: the pip extra that provides its dependencies (None: core only).
         description: one line for ``sciogen list``.
         demo: ``"module:function"`` run by ``sciogen demo``, or None.
+        recipe: the packaged recipe that ``sciogen train NAME`` starts from, e.g. ``"molecules/qm9"``.
     """
 
     name: str
@@ -87,6 +91,7 @@ class DomainSpec:
     extra: str | None = None
     description: str = ""
     demo: str | None = None
+    recipe: str | None = None
 
     def import_module(self, target: str | None = None) -> ModuleType:
         """Import the domain's module (or ``target``), turning a missing dependency into advice."""
@@ -230,16 +235,76 @@ def load_once(model: Any, device: str = "cpu", expected: type | None = None) -> 
 # -- configs ------------------------------------------------------------------------------------
 
 
-def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> "RunConfig":
-    """Read a training YAML, apply ``key=value`` overrides and build its domain's config."""
-    from sciogen.train.config import ConfigError, apply_overrides, from_dict, load_yaml
+def load_run_config(source: str | Path, overrides: Iterable[str] = ()) -> "RunConfig":
+    """Build a run config from a YAML file, a packaged recipe name (``"molecules/qm9"``) or a
+    domain name (its default recipe), with ``key=value`` overrides applied."""
+    return _typed_config(read_run_source(source)[0], overrides, str(source))
 
-    data = apply_overrides(load_yaml(path), overrides)
+
+def read_run_source(source: str | Path) -> tuple[dict[str, Any], str]:
+    """The raw mapping of a YAML file, recipe or domain name, and the stem of its run folder."""
+    from sciogen.recipes import read_config_source
+
+    defaults = {spec.name: spec.recipe for spec in domains() if spec.recipe}
+    return read_config_source(source, defaults)
+
+
+def _typed_config(data: dict[str, Any], overrides: Iterable[str], where: str) -> "RunConfig":
+    from sciogen.train.config import ConfigError, apply_overrides, from_dict
+
+    data = apply_overrides(data, overrides)
     domain = data.get("domain")
     if not domain:
         known = ", ".join(s.name for s in domains())
-        raise ConfigError(f"{path} has no 'domain' key; set it to one of: {known}")
+        raise ConfigError(f"{where} has no 'domain' key; set it to one of: {known}")
     return from_dict(get_domain(str(domain)).generator_class().config_class, data)
+
+
+def prepare_run(source: str | Path, data: Any = None, overrides: Iterable[str] = (), **options: Any) -> tuple["Generator", str]:
+    """An untrained generator for ``source`` (YAML file, recipe or domain name), set up to
+    train on ``data`` (a user's file, folder or glob, or None for the recipe's own data).
+
+    ``options`` are own-data options (:data:`sciogen.train.generator.DATA_OPTIONS`);
+    ``overrides`` (``key=value``) are applied last, so they win over what the data set.
+    Returns (generator, stem of the default run folder).
+    """
+    from sciogen.train.config import to_dict
+
+    raw, stem = read_run_source(source)
+    config = _typed_config(raw, (), str(source))
+    generator_cls = get_domain(config.domain).generator_class()
+    given = {k: v for k, v in options.items() if v is not None and v is not False}
+    if data is not None:
+        config = generator_cls.configure_data(config, data, **options)
+    elif set(given) - {"download"}:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in given)} need(s) --data (your own files)")
+    elif given.get("download"):
+        config = generator_cls.configure_data(config, None, download=True)
+    config = _typed_config(to_dict(config), overrides, str(source))
+    return generator_cls(config), stem
+
+
+def fit(source: str | Path, data: Any = None, *, run_dir: str | Path | None = None, overrides: Iterable[str] = (),
+        resume: bool | str | Path = False, **options: Any) -> "Generator":
+    """Train a model in one call, as ``sciogen train SOURCE --data DATA`` does.
+
+    Args:
+        source: a domain name (its default recipe, e.g. ``"molecules"``), a packaged recipe
+            (``"molecules/qm9"``) or a YAML file.
+        data: your own data: a file, a folder, a glob or domain objects (None: the recipe's data).
+        run_dir: where checkpoints, metrics and ``skipped.csv`` go (default ``runs/<source>``).
+        overrides: ``"key=value"`` changes of the config, e.g. ``["train.steps=200"]``.
+        resume: continue the run folder's latest checkpoint (or the given one).
+        **options: own-data options: ``labels``, ``covariates``, ``condition_on``, ``column``,
+            ``freq``, ``prediction_length``, ``download`` (the domain says which it takes).
+
+    Returns:
+        The trained generator (``.sample``, ``.save``, ``.evaluate``).
+    """
+    generator, stem = prepare_run(source, data, overrides, **options)
+    run_dir = run_dir or generator.config.train.run_dir or str(Path("runs") / stem)
+    generator.config.train.run_dir = str(run_dir)
+    return generator.fit(run_dir=run_dir, resume=resume)
 
 
 # -- the built-in domains (one line each; imported only when used) ---------------------------------
@@ -248,33 +313,40 @@ register_domain(DomainSpec(
     name="toy", module="sciogen.toy", generator="VectorGenerator", extra=None,
     description="vectors in R^d (Gaussian mixtures, user arrays): the core's demo domain",
     demo="sciogen.toy.demo:run_demo",
+    recipe="toy/gmm",
 ))
 register_domain(DomainSpec(
     name="timeseries", module="sciogen.timeseries", generator="TimeSeriesGenerator", extra="timeseries",
     description="time series (TSDiff): generation, forecasting and imputation",
     demo="sciogen.timeseries.demo:run_demo",
+    recipe="timeseries/exchange_rate",
 ))
 register_domain(DomainSpec(
     name="deformation", module="sciogen.deformation", generator="DeformationGenerator", extra="volumes",
     description="random folding-free deformations of images and labels (DRDM-style), MONAI transforms",
     demo="sciogen.deformation.demo:run_demo",
+    recipe="deformation/brain_mri_2d",
 ))
 register_domain(DomainSpec(
     name="molecules", module="sciogen.molecules", generator="MoleculeGenerator", extra="molecules",
     description="molecular graphs (PARD: block-wise autoregressive discrete diffusion; QM9, MOSES)",
     demo="sciogen.molecules.demo:run_demo",
+    recipe="molecules/qm9",
 ))
 register_domain(DomainSpec(
     name="crystals", module="sciogen.crystals", generator="CrystalGenerator", extra="crystals",
     description="crystals (DiffCSP-style joint diffusion: structure prediction and de novo; Perov-5, MP-20)",
     demo="sciogen.crystals.demo:run_demo",
+    recipe="crystals/perov5",
 ))
 register_domain(DomainSpec(
     name="volumes", module="sciogen.volumes", generator="VolumeGenerator", extra="volumes",
     description="3D medical volumes (pixel diffusion on MONAI U-Nets, SDEdit augmentation, MONAI interop)",
     demo="sciogen.volumes.demo:run_demo",
+    recipe="volumes/brain_mri",
 ))
 register_domain(DomainSpec(
     name="volumes_longitudinal", module="sciogen.volumes.longitudinal", generator="LongitudinalVolumeGenerator",
     extra="volumes", description="longitudinal 3D volumes (SADM-style): the next visits given earlier ones",
+    recipe="volumes/longitudinal",
 ))

@@ -85,6 +85,16 @@ class VectorGenerator(Generator):
             )
         return x
 
+    @classmethod
+    def own_data_config(cls, config: ToyConfig, data: Any, **options: Any) -> ToyConfig:
+        """Train on a file of vectors (.csv / .npy / .pt): ``data.source: file``, ``data.dim``
+        read from the file."""
+        if not isinstance(data, (str, Path)):
+            raise ValueError("the toy domain's --data is a file of vectors (.csv, .npy or .pt)")
+        config.data.source, config.data.path = "file", str(data)
+        config.data.dim = int(read_vectors(data).shape[1])
+        return config
+
     def training_data(self, data: Any = None) -> torch.Tensor:
         x = self.raw_data(data)
         from_mixture = data is None and self.config.data.source == "gmm"

@@ -35,11 +35,24 @@ from torch import nn
 
 from . import distributed
 from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from sciogen.data.records import RecordLog
+
 from .config import ConfigError, RunConfig, SamplingConfig, from_dict, to_dict
 from .seeding import derive_seed, make_generator
 from .trainer import Trainer, ValidateFn
 
-__all__ = ["Generator"]
+__all__ = ["Generator", "DATA_OPTIONS"]
+
+#: the own-data options of ``sciogen train DOMAIN --data PATH`` / :func:`sciogen.fit`, by name:
+#: labels (a folder of label images matched by name), covariates (a CSV of per-record
+#: values), condition_on (numeric columns / tags to condition on), column (the column that
+#: holds the records, e.g. SMILES), freq (a pandas frequency), prediction_length (steps),
+#: download (fetch the recipe's registered dataset when no local copy exists)
+DATA_OPTIONS = ("labels", "covariates", "condition_on", "column", "freq", "prediction_length", "download")
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
 
 G = TypeVar("G", bound="Generator")
 
@@ -62,6 +75,8 @@ class Generator(abc.ABC):
 
     domain: ClassVar[str] = ""
     config_class: ClassVar[type[RunConfig]] = RunConfig
+    #: the own-data options (of :data:`DATA_OPTIONS`) that :meth:`own_data_config` takes
+    data_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: RunConfig | None = None):
         config = self.config_class() if config is None else config
@@ -76,6 +91,8 @@ class Generator(abc.ABC):
             self.model = self.build_model()
         self.ema_model: nn.Module | None = None
         self.trained_steps = 0
+        #: records of the training data that could not be used (filled by training_data)
+        self.data_log = RecordLog()
 
     # -- what a domain implements ---------------------------------------------------------
 
@@ -102,7 +119,9 @@ class Generator(abc.ABC):
         """The domain's quality metrics of ``samples`` against ``reference``.
 
         ``reference`` may be domain data, None (the domain's default) or, from
-        ``sciogen evaluate --reference``, a string: a file path or a dataset name.
+        ``sciogen evaluate --reference``, a string: a file path or a dataset name. A domain
+        whose references include registered datasets also takes ``download: bool = False``
+        (``sciogen evaluate --download``: fetch the dataset when the cache has no copy).
         """
 
     @classmethod
@@ -137,6 +156,17 @@ class Generator(abc.ABC):
         return None
 
     @classmethod
+    def own_data_config(cls, config: RunConfig, data: Any, **options: Any) -> RunConfig:
+        """``config`` changed to train on a user's ``data`` (a file, folder, glob or objects).
+
+        Called by :meth:`configure_data` with only the options of :attr:`data_options` that
+        were given. A domain sets its data section (and what the data decide, e.g. the
+        conditions) and returns the config; the records themselves are read later, by
+        :meth:`training_data`, which reports unreadable ones in :attr:`data_log`.
+        """
+        raise ValueError(f"the {cls.domain!r} domain does not train on your own files")
+
+    @classmethod
     def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Add the domain's ``sciogen sample`` options; their values become ``**conditions``."""
 
@@ -148,6 +178,26 @@ class Generator(abc.ABC):
         return [item for chunk in chunks for item in chunk]
 
     # -- the shared verbs ----------------------------------------------------------------------
+
+    @classmethod
+    def configure_data(cls, config: RunConfig, data: Any, **options: Any) -> RunConfig:
+        """A copy of ``config`` that trains on a user's ``data`` (see :meth:`own_data_config`).
+
+        ``options`` are the own-data options of :data:`DATA_OPTIONS` (None / False: not
+        given); one the domain does not take is an error naming the ones it does.
+        """
+        given = {k: v for k, v in options.items() if v is not None and v is not False}
+        unknown = sorted(set(given) - set(DATA_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown own-data option(s) {unknown}; the options are {', '.join(DATA_OPTIONS)}")
+        foreign = [k for k in given if k not in cls.data_options]
+        if foreign:
+            takes = ", ".join(_flag(k) for k in cls.data_options) or "none"
+            raise ValueError(
+                f"{', '.join(_flag(k) for k in foreign)} is not an option of the {cls.domain!r} domain "
+                f"(its own-data options: {takes})"
+            )
+        return cls.own_data_config(copy.deepcopy(config), data, **given)
 
     @property
     def sampling_model(self) -> nn.Module:
@@ -179,7 +229,10 @@ class Generator(abc.ABC):
         """
         if train_options:
             self.config.train = _replace(self.config.train, train_options, "train")
+        self.data_log = RecordLog()
         dataset = self.training_data(data)
+        if distributed.is_main():
+            self.data_log.report(run_dir or self.config.train.run_dir, what=f"{self.domain} records")
         trainer = Trainer(
             self.model, self.loss, dataset, self.config.train, run_dir=run_dir, collate_fn=self.collate(),
             validate=self.validation() if validate else None, header=self._header,
