@@ -32,3 +32,13 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def sciogen_cache(tmp_path, monkeypatch) -> Path:
+    """An empty dataset cache (``$SCIOGEN_CACHE``) for this test: link or copy what it needs into
+    ``<cache>/<dataset name>/`` so the registry finds it as a user's download would be found."""
+    cache = tmp_path / "sciogen-cache"
+    cache.mkdir()
+    monkeypatch.setenv("SCIOGEN_CACHE", str(cache))
+    return cache

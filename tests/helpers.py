@@ -60,3 +60,18 @@ def write_dicom_series(folder: Path, arr_zyx: np.ndarray, series_uid: str, spaci
             slice_k.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{series_uid.replace('.', '_')}_{k:03d}.dcm"))
         writer.Execute(slice_k)
+
+
+def run_sciogen(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900):
+    """``python -m sciogen ARGS`` in a subprocess from ``cwd``, as a user runs it from the shell.
+
+    Returns the CompletedProcess (text output captured); checks nothing, so a test can assert
+    on the exit code and on what was printed. One thread, no progress bars (not a terminal).
+    """
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "sciogen", *map(str, args)], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
