@@ -27,6 +27,7 @@ from __future__ import annotations
 import abc
 import argparse
 import copy
+import sys
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
 
@@ -233,6 +234,7 @@ class Generator(abc.ABC):
         dataset = self.training_data(data)
         if distributed.is_main():
             self.data_log.report(run_dir or self.config.train.run_dir, what=f"{self.domain} records")
+        self._fit_batch_to(dataset)
         trainer = Trainer(
             self.model, self.loss, dataset, self.config.train, run_dir=run_dir, collate_fn=self.collate(),
             validate=self.validation() if validate else None, header=self._header,
@@ -241,6 +243,18 @@ class Generator(abc.ABC):
         self.ema_model = trainer.ema.module if trainer.ema is not None else None
         self.trained_steps = trainer.step
         return self
+
+    def _fit_batch_to(self, dataset: Any) -> None:
+        """Lower ``train.batch_size`` (with a message) when the training set is smaller."""
+        try:
+            size = len(dataset)
+        except TypeError:  # an iterable dataset: the trainer checks it
+            return
+        batch = self.config.train.batch_size
+        if 0 < size < batch:
+            print(f"sciogen: the training set has {size} records, fewer than train.batch_size={batch}; "
+                  f"training with batch_size={size} (set train.batch_size to choose)", file=sys.stderr)
+            self.config.train = _replace(self.config.train, {"batch_size": size}, "train")
 
     def _sampling_defaults(self) -> SamplingConfig:
         sampling = getattr(self.config, "sampling", None)
