@@ -214,6 +214,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     checkpoint, where = read_checkpoint(args.target)
     metadata = checkpoint.get("metadata") or {}
     steps = (checkpoint.get("trainer") or {}).get("step", metadata.get("trained_steps", "?"))
+    if not isinstance(checkpoint.get("model"), dict):
+        raise ValueError(f"{where} has no 'model' weights: not a checkpoint written by sciogen (or it was edited)")
     params = sum(v.numel() for v in checkpoint["model"].values() if hasattr(v, "numel"))
     print(f"model:           {where}")
     print(f"domain:          {checkpoint.get('domain')}")

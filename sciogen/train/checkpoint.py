@@ -24,6 +24,7 @@ import os
 import pickle
 import re
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,6 +36,7 @@ __all__ = [
     "FORMAT_VERSION",
     "save_checkpoint",
     "load_checkpoint",
+    "safe_torch_load",
     "check_plain",
     "checkpoint_path",
     "list_checkpoints",
@@ -96,6 +98,39 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
+def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu", what: str = "file") -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that say what is wrong with the file.
+
+    Never runs code from the file. An empty, truncated or foreign file, and a pickle that would
+    build objects, each raise :class:`CheckpointError` naming the file (and the object it would
+    build) without passing on torch's advice to load it unsafely.
+    """
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a {what}; was it written completely?")
+    try:
+        with warnings.catch_warnings():  # torch's note on pickle protocols is noise here
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found:
+            raise CheckpointError(
+                f"refused to load {path}: it would build a {found.group(1)} object when unpickled, and sciogen never "
+                f"executes code from a {what}; only tensors, numbers, strings and lists / dicts of them are read. "
+                "Re-save it with sciogen (or torch.save of plain tensors) from a trusted source."
+            ) from None
+        raise CheckpointError(
+            f"refused to load {path}: it is not a file written by torch.save (a plain pickle, another format, or a "
+            f"damaged file), and sciogen never executes code from a {what} to find out"
+        ) from None
+    except (RuntimeError, EOFError) as err:
+        first = str(err).strip().split(". ")[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot read {path} as a {what}: the file is truncated or damaged ({first})") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path} as a {what}: {err}") from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a sciogen checkpoint with ``torch.load(weights_only=True)``.
 
@@ -105,17 +140,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"refused to load {path}: it is not a plain checkpoint of tensors and values and "
-            f"would run code or build objects when unpickled ({reason}). sciogen never executes "
-            "code from checkpoint files; re-save it with sciogen from a trusted source."
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"cannot read {path} as a checkpoint: {err}") from None
+    data = safe_torch_load(path, map_location, what="checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a sciogen checkpoint (no format={FORMAT!r} entry)")
     if int(data.get("format_version", 0)) > FORMAT_VERSION:

@@ -61,11 +61,29 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int | None =
     if isinstance(device, torch.device):
         return device
     if device != "auto":
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:0, mps, ...") from None
+        _check_available(chosen)
+        return chosen
     if torch.cuda.is_available():
         index = _env_int("LOCAL_RANK", 0) if local_rank is None else local_rank
         return torch.device("cuda", index % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def _check_available(device: torch.device) -> None:
+    """A ValueError naming the device when this machine has no such device."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {str(device)!r} was asked for, but this machine has no CUDA GPU "
+                             "(or PyTorch was built without CUDA); use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {str(device)!r} was asked for, but this machine has {count} GPU(s): cuda:0 .. cuda:{count - 1}")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {str(device)!r} was asked for, but MPS is not available here; use --device cpu or auto")
 
 
 def setup(device: str | torch.device = "auto") -> DistInfo:

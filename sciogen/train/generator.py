@@ -335,15 +335,31 @@ class Generator(abc.ABC):
                 f"the checkpoint is for domain {checkpoint.get('domain')!r}, not {cls.domain!r}; "
                 "use sciogen.load(...) to get the right generator"
             )
+        missing = [k for k in ("config", "model") if not isinstance(checkpoint.get(k), Mapping)]
+        if missing:
+            raise CheckpointError(
+                f"the checkpoint has no {' and no '.join(repr(k) for k in missing)} entry, so it cannot be sampled from; "
+                "it was not written by Generator.save / the trainer (or was edited)"
+            )
         generator = cls(from_dict(cls.config_class, checkpoint["config"]))
         generator.load_metadata(checkpoint.get("metadata") or {})
-        generator.model.load_state_dict(checkpoint["model"])
+        _load_weights(generator.model, checkpoint["model"], "model")
         if checkpoint.get("ema") is not None:
             generator.ema_model = copy.deepcopy(generator.model).eval().requires_grad_(False)
-            generator.ema_model.load_state_dict(checkpoint["ema"])
+            _load_weights(generator.ema_model, checkpoint["ema"], "ema")
         trainer_state = checkpoint.get("trainer") or {}
         generator.trained_steps = int(trainer_state.get("step", (checkpoint.get("metadata") or {}).get("trained_steps", 0)))
         return generator.to(device)
+
+
+def _load_weights(module: nn.Module, weights: Mapping[str, Any], key: str) -> None:
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"the checkpoint's {key!r} weights do not fit the network its config describes (edited config or "
+            f"a file from another version?): {str(err).splitlines()[0]}"
+        ) from None
 
 
 def _replace(config: Any, options: Mapping[str, Any], section: str) -> Any:

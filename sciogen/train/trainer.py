@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -41,9 +42,10 @@ from tqdm.auto import tqdm
 from . import distributed
 from .batches import ShardedBatchSampler
 from .checkpoint import (
-    FORMAT, FORMAT_VERSION, CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint,
+    FORMAT, FORMAT_VERSION, CheckpointError, checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
     prune_checkpoints, resolve_checkpoint, save_checkpoint,
 )
+from .lock import RunLock
 from .config import TrainConfig, to_dict
 from .ema import EMA
 from .metrics import MetricsLogger
@@ -179,13 +181,23 @@ class Trainer:
 
     def fit(self, resume: bool | str | Path = False) -> "Trainer":
         """Train until ``config.steps``; ``resume=True`` continues from the run folder's
-        latest checkpoint, a path continues from that checkpoint. Returns ``self``."""
+        latest checkpoint, a path continues from that checkpoint. Returns ``self``.
+
+        Rank 0 holds the run folder's lock (:class:`~sciogen.train.lock.RunLock`) throughout:
+        a second trainer on the same folder refuses, naming the holder.
+        """
+        hold = self.run_dir is not None and self.dist.is_main
+        with RunLock(self.run_dir) if hold else contextlib.nullcontext():
+            return self._fit(resume)
+
+    def _fit(self, resume: bool | str | Path) -> "Trainer":
+        self._remove_partial_writes()
         start = self._restore(resume) if resume else self._fresh()
         self._write_config()
         sampler = self._sampler(start)
         batches = iter(self._batches(sampler))
         logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=self.config.tensorboard,
-                               resume_step=start if resume else None)
+                               resume_step=start if resume else self._stale_metrics())
         bar = tqdm(total=self.config.steps, initial=start, desc="training", unit="step", dynamic_ncols=True,
                    mininterval=0.5, disable=not (self.config.progress and self.dist.is_main))
         try:
@@ -306,6 +318,28 @@ class Trainer:
         self.step = 0
         return 0
 
+    def _remove_partial_writes(self) -> None:
+        """Delete temporary files of checkpoints whose writer was killed mid-write (the lock
+        guarantees no other process is writing here)."""
+        if self.run_dir is None or not self.dist.is_main:
+            return
+        folder = self.run_dir / "checkpoints"
+        for tmp in sorted(folder.glob(".step-*.tmp")) if folder.is_dir() else []:
+            print(f"sciogen: removing {tmp.name}, a checkpoint whose write was interrupted", file=sys.stderr)
+            tmp.unlink(missing_ok=True)
+
+    def _stale_metrics(self) -> int | None:
+        """0 (drop every row) when a fresh run finds metrics of an earlier run that left no
+        checkpoint, so its rows are not mixed with this run's; else None."""
+        if self.run_dir is None or not self.dist.is_main:
+            return None
+        stale = [n for n in MetricsLogger.FILES.values() if (self.run_dir / n).is_file()]
+        if not stale:
+            return None
+        print(f"sciogen: {self.run_dir} has {', '.join(stale)} of an earlier run that wrote no checkpoint; "
+              "starting them anew", file=sys.stderr)
+        return 0
+
     def _initialise_from(self, source: str | Path) -> None:
         """Start a fresh run from another run's weights (its EMA weights when it kept them).
 
@@ -387,14 +421,28 @@ class Trainer:
         if resume is True:
             if self.run_dir is None:
                 raise CheckpointError("resume=True needs a run folder (run_dir=...) to find the latest checkpoint in")
-            path = latest_checkpoint(self.run_dir)
-            if path is None:
+            found = [p for _, p in reversed(list_checkpoints(self.run_dir))]
+            if not found:
                 raise FileNotFoundError(f"nothing to resume: no checkpoints in {self.run_dir / 'checkpoints'}")
+            path, checkpoint = self._newest_readable(found)
         else:
             path = resolve_checkpoint(resume)
-        self.load_state(load_checkpoint(path, map_location=self.device))
+            checkpoint = load_checkpoint(path, map_location=self.device)
+        self.load_state(checkpoint)
         self.last_checkpoint, self._saved_step = path, self.step
         return self.step
+
+    def _newest_readable(self, paths: list[Path]) -> tuple[Path, dict[str, Any]]:
+        """The newest checkpoint that loads; each unreadable newer one is named in a warning."""
+        for i, path in enumerate(paths):
+            try:
+                return path, load_checkpoint(path, map_location=self.device)
+            except CheckpointError as err:
+                if i == len(paths) - 1:
+                    raise CheckpointError(f"no checkpoint of {self.run_dir} can be read; the oldest: {err}") from None
+                warnings.warn(f"{path} cannot be read ({err}); resuming from the previous checkpoint {paths[i + 1].name}",
+                              stacklevel=4)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def load_state(self, checkpoint: Mapping[str, Any]) -> None:
         """Restore weights, EMA and the trainer state from a checkpoint dict."""
@@ -403,7 +451,13 @@ class Trainer:
             raise CheckpointError(
                 "this checkpoint has no trainer state (it was exported for sampling); it cannot resume training"
             )
-        self.module.load_state_dict(checkpoint["model"])
+        try:
+            self.module.load_state_dict(checkpoint["model"])
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"cannot resume: the checkpoint's weights do not fit this network (were model settings changed "
+                f"since the run started? resume with the run's own config.yaml): {str(err).splitlines()[0]}"
+            ) from None
         if self.ema is not None and checkpoint.get("ema") is not None:
             self.ema.load_state_dict({"weights": checkpoint["ema"], "num_updates": state["ema_num_updates"]})
         self.optimizer.load_state_dict(state["optimizer"])
