@@ -23,13 +23,17 @@ from tqdm.auto import tqdm
 
 from .registry import DatasetFile, card
 
-__all__ = ["ChecksumError", "cache_dir", "sha256sum", "git_blob_sha1", "download_url", "extract_member", "fetch"]
+__all__ = ["ChecksumError", "IncompleteDownload", "cache_dir", "sha256sum", "git_blob_sha1", "download_url", "extract_member", "fetch"]
 
 _CHUNK = 1 << 20
 
 
 class ChecksumError(ValueError):
     """A file's SHA-256 differs from its card's, or no checksum exists to verify it."""
+
+
+class IncompleteDownload(OSError):
+    """The server sent fewer (or more) bytes than its Content-Length announced."""
 
 
 def cache_dir() -> Path:
@@ -90,11 +94,18 @@ def download_url(
     try:
         with open(tmp, "xb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
+            received = 0
             with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name, disable=not progress) as bar:
                 for block in iter(lambda: response.read(_CHUNK), b""):
                     out.write(block)
                     digest.update(block)
+                    received += len(block)
                     bar.update(len(block))
+        if total is not None and received != total:
+            raise IncompleteDownload(
+                f"download of {url} ended after {received:,} of its {total:,} bytes (connection dropped?); "
+                "nothing was kept, try again"
+            )
         if sha256 is not None and digest.hexdigest() != sha256:
             raise ChecksumError(f"download of {url}: SHA-256 is {digest.hexdigest()}, expected {sha256}")
         _check_blob(tmp, git_blob, f"download of {url}")
@@ -105,24 +116,33 @@ def download_url(
     return destination
 
 
-def extract_member(archive: str | Path, member: str, destination: str | Path) -> Path:
-    """Copy one member of a zip (also .whl) or tar archive to ``destination``."""
+def extract_member(archive: str | Path, member: str, destination: str | Path, *, sha256: str | None = None) -> Path:
+    """Copy one member of a zip (also .whl) or tar archive to ``destination``.
+
+    The member is written to a temporary name and checked against ``sha256`` (when given)
+    before it is renamed: a member that fails its check is never left under its final name.
+    """
     archive, destination = Path(archive), Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".{destination.name}.part")
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z, z.open(_zip_member(z, member, archive)) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            src = t.extractfile(member) if member in t.getnames() else None
-            if src is None:
-                raise KeyError(f"{archive} has no file {member!r}")
-            with src, open(tmp, "wb") as dst:
+    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z, z.open(_zip_member(z, member, archive)) as src, open(tmp, "xb") as dst:
                 shutil.copyfileobj(src, dst)
-    else:
-        raise ValueError(f"{archive} is neither a zip nor a tar archive")
-    os.replace(tmp, destination)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as t:
+                src = t.extractfile(member) if member in t.getnames() else None
+                if src is None:
+                    raise KeyError(f"{archive} has no file {member!r}")
+                with src, open(tmp, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
+        else:
+            raise ValueError(f"{archive} is neither a zip nor a tar archive")
+        _check(tmp, sha256, f"{member} of {archive}")
+        os.replace(tmp, destination)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return destination
 
 
@@ -205,8 +225,7 @@ def _fetch_file(entry: DatasetFile, folder: Path, archives: Path, name: str, all
         archive = archives / entry.url.rstrip("/").rsplit("/", 1)[-1]
         if not archive.is_file() or (entry.archive_sha256 and sha256sum(archive) != entry.archive_sha256):
             download_url(entry.url, archive, sha256=entry.archive_sha256, progress=progress)
-        extract_member(archive, entry.member, target)
-        _check(target, entry.sha256, f"{entry.member} of {archive}")
+        extract_member(archive, entry.member, target, sha256=entry.sha256)
     if entry.sha256 is None and entry.git_blob_sha1 is None:
         warnings.warn(
             f"dataset {name!r}: {entry.name} has no checksum on its card; its SHA-256 is {sha256sum(target)}", stacklevel=3
