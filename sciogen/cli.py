@@ -133,6 +133,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.ArgumentParser) -> int:
     from sciogen.registry import get_domain, read_checkpoint
     from sciogen.train import distributed
+    from sciogen.train.generator import SamplingInterrupted
 
     sample_parser = parser.sample_parser
     if args.target is None:
@@ -156,8 +157,16 @@ def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.Argu
         raise ValueError("sciogen sample needs -n N and --out FILE")
     info = distributed.setup(args.device)
     generator = generator_cls.from_checkpoint(checkpoint, device=info.device)
-    samples = generator.sample(args.n, steps=args.steps, solver=args.solver, seed=args.seed,
-                               batch_size=args.batch_size, **conditions)
+    try:
+        samples = generator.sample(args.n, steps=args.steps, solver=args.solver, seed=args.seed,
+                                   batch_size=args.batch_size, **conditions)
+    except SamplingInterrupted as stop:
+        if stop.samples is None:
+            raise
+        path = generator_cls.write_samples(stop.samples, args.out)
+        print(f"sciogen: interrupted; wrote the {stop.done} of {stop.n} samples finished from {where} to {path}",
+              file=sys.stderr)
+        return 130
     if info.is_main:
         path = generator_cls.write_samples(samples, args.out)
         print(f"wrote {args.n} samples from {where} to {path}")

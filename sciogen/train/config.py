@@ -70,7 +70,8 @@ class TrainConfig:
 
     ``batch_size`` is the *global* batch of one optimizer step: it is split over
     ``world_size`` processes and ``grad_accum`` micro-batches, so the same config gives
-    the same optimisation on 1 process or N.
+    the same optimisation on 1 process or N. ``progress``: True / False, or None (the
+    default) for a progress bar only when stderr is a terminal and not under CI.
     """
 
     steps: int = 1000
@@ -92,7 +93,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_last: int = 3
     validate_every: int = 0
-    progress: bool = True
+    progress: bool | None = None
     tensorboard: bool = True
     run_dir: str | None = None
     init_from: str | None = None

@@ -33,8 +33,11 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import distributed
+from .checks import optional_positive_int, positive_int
+from .progress import show_progress
 from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from sciogen.data.records import RecordLog
 
@@ -42,7 +45,7 @@ from .config import ConfigError, RunConfig, SamplingConfig, from_dict, to_dict
 from .seeding import derive_seed, make_generator
 from .trainer import Trainer, ValidateFn
 
-__all__ = ["Generator", "DATA_OPTIONS"]
+__all__ = ["Generator", "DATA_OPTIONS", "SamplingInterrupted"]
 
 #: the own-data options of ``sciogen train DOMAIN --data PATH`` / :func:`sciogen.fit`, by name:
 #: labels (a folder of label images matched by name), covariates (a CSV of per-record
@@ -50,6 +53,15 @@ __all__ = ["Generator", "DATA_OPTIONS"]
 #: holds the records, e.g. SMILES), freq (a pandas frequency), prediction_length (steps),
 #: download (fetch the recipe's registered dataset when no local copy exists)
 DATA_OPTIONS = ("labels", "covariates", "condition_on", "column", "freq", "prediction_length", "download")
+
+
+class SamplingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :meth:`Generator.sample`: ``samples`` holds the ``done`` of ``n`` samples
+    finished before it (whole chunks, in order; None when none was), so nothing made is lost."""
+
+    def __init__(self, samples: Any, done: int, n: int):
+        super().__init__(f"sampling interrupted after {done} of {n} samples")
+        self.samples, self.done, self.n = samples, done, n
 
 
 def _flag(option: str) -> str:
@@ -276,21 +288,41 @@ class Generator(abc.ABC):
         Returns:
             The merged samples (see :meth:`merge_samples`), tensors on the CPU.
         """
-        if int(n) < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        n = positive_int("n", n)
         defaults = self._sampling_defaults()
-        steps, solver = steps or defaults.steps, solver or defaults.solver
-        batch_size = batch_size or defaults.batch_size
+        steps = optional_positive_int("steps", steps) or defaults.steps
+        batch_size = optional_positive_int("batch_size", batch_size) or defaults.batch_size
+        solver = solver or defaults.solver
         if seed is None:
             seed = distributed.broadcast_object(int(torch.randint(2**62, ()).item()))
         sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
         info = distributed.info(self.device)
-        mine = {i: self._sample_chunk(i, sizes[i], seed, steps, solver, conditions)
-                for i in range(info.rank, len(sizes), info.world_size)}
+        mine = self._sample_chunks(sizes, info, seed, steps, solver, conditions)
         gathered: dict[int, Any] = {}
         for part in distributed.all_gather_objects(mine):
             gathered.update(part)
         return self.merge_samples([gathered[i] for i in range(len(sizes))])
+
+    def _sample_chunks(self, sizes: list[int], info: Any, seed: int, steps: int, solver: str, conditions: dict) -> dict[int, Any]:
+        """This process's chunks, with a progress bar in a terminal; Ctrl-C in a single process
+        raises :class:`SamplingInterrupted` carrying the chunks already finished."""
+        mine: dict[int, Any] = {}
+        indices = range(info.rank, len(sizes), info.world_size)
+        bar = tqdm(total=sum(sizes[i] for i in indices), desc="sampling", unit="sample", dynamic_ncols=True,
+                   disable=not show_progress(None) or not info.is_main, leave=False)
+        try:
+            for i in indices:
+                mine[i] = self._sample_chunk(i, sizes[i], seed, steps, solver, conditions)
+                bar.update(sizes[i])
+        except KeyboardInterrupt:
+            if info.world_size > 1:
+                raise
+            done = [mine[i] for i in sorted(mine)]  # one process: chunks 0 .. k-1, in order
+            raise SamplingInterrupted(self.merge_samples(done) if done else None, sum(sizes[: len(done)]),
+                                      sum(sizes)) from None
+        finally:
+            bar.close()
+        return mine
 
     def _sample_chunk(self, index: int, size: int, seed: int, steps: int, solver: str, conditions: dict) -> Any:
         model = self.sampling_model.eval()

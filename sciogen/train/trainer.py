@@ -46,6 +46,7 @@ from .checkpoint import (
     prune_checkpoints, resolve_checkpoint, save_checkpoint,
 )
 from .lock import RunLock
+from .progress import show_progress
 from .config import TrainConfig, to_dict
 from .ema import EMA
 from .metrics import MetricsLogger
@@ -199,7 +200,7 @@ class Trainer:
         logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=self.config.tensorboard,
                                resume_step=start if resume else self._stale_metrics())
         bar = tqdm(total=self.config.steps, initial=start, desc="training", unit="step", dynamic_ncols=True,
-                   mininterval=0.5, disable=not (self.config.progress and self.dist.is_main))
+                   mininterval=0.5, disable=not (show_progress(self.config.progress) and self.dist.is_main))
         try:
             with _SignalGuard() as guard:
                 self._loop(start, sampler, batches, logger, bar, guard)

@@ -1,0 +1,69 @@
+"""Sampling refuses bad counts before any work, and Ctrl-C keeps what was finished."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sciogen
+from sciogen.cli import main
+from sciogen.toy import VectorGenerator
+from sciogen.train.checks import finite_array, positive_int
+from sciogen.train.generator import SamplingInterrupted
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n": 0}, "n must be >= 1 (an integer), got 0"),
+    ({"n": 2.5}, "n must be >= 1 (an integer), got 2.5"),
+    ({"n": 4, "steps": 0}, "steps must be >= 1 (an integer), got 0"),
+    ({"n": 4, "batch_size": -5}, "batch_size must be >= 1 (an integer), got -5"),
+    ({"n": True}, "n must be >= 1 (an integer), got True"),
+])
+def test_sample_names_a_bad_count_instead_of_falling_back_to_a_default(kwargs, message):
+    gen = sciogen.load("toy/gmm", device="cpu")
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        gen.sample(**kwargs, seed=0)
+
+
+def test_checks_refuse_complex_infinite_and_non_numeric_input():
+    assert positive_int("steps", 3.0) == 3
+    with pytest.raises(ValueError, match="complex numbers"):
+        finite_array("context", np.array([1 + 2j, 3]))
+    with pytest.raises(ValueError, match=r"infinities: inf at index 2"):
+        finite_array("context", [1.0, 2.0, np.inf])
+    with pytest.raises(ValueError, match=r"must hold numbers"):
+        finite_array("context", ["1", "x"])
+    assert torch.isnan(finite_array("context", [1.0, np.nan], allow_nan=True)[1])
+    with pytest.raises(ValueError, match=r"missing values \(NaN\) and infinities: nan at index \(1, 0\)"):
+        finite_array("context", [[1.0], [np.nan]])
+
+
+def _interrupt_at(chunk: int, monkeypatch) -> None:
+    real = VectorGenerator._sample_chunk
+
+    def chunk_or_stop(self, index, *args):
+        if index == chunk:
+            raise KeyboardInterrupt
+        return real(self, index, *args)
+
+    monkeypatch.setattr(VectorGenerator, "_sample_chunk", chunk_or_stop)
+
+
+def test_ctrl_c_during_sampling_keeps_the_finished_chunks(monkeypatch):
+    gen = sciogen.load("toy/gmm", device="cpu")
+    full = gen.sample(50, seed=3, batch_size=10, steps=5)
+    _interrupt_at(2, monkeypatch)
+    with pytest.raises(SamplingInterrupted) as stop:
+        gen.sample(50, seed=3, batch_size=10, steps=5)
+    assert (stop.value.done, stop.value.n) == (20, 50)
+    torch.testing.assert_close(stop.value.samples, full[:20])  # the same samples an uninterrupted run gives
+
+
+def test_ctrl_c_during_sciogen_sample_writes_what_is_finished(tmp_path, monkeypatch, capsys):
+    _interrupt_at(3, monkeypatch)
+    out = tmp_path / "s.csv"
+    code = main(["sample", "toy/gmm", "-n", "40", "--batch-size", "10", "--steps", "5", "--out", str(out)])
+    assert code == 130
+    assert "interrupted; wrote the 30 of 40 samples finished" in capsys.readouterr().err
+    assert len(np.loadtxt(out, delimiter=",", skiprows=1, ndmin=2)) == 30
