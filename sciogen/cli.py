@@ -99,7 +99,8 @@ def _sample_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-h", "--help", action="store_true", help="show this help (with the domain's options when a model is given)")
     p.add_argument("target", nargs="?", metavar="NAME_OR_CKPT", help="shipped model name, checkpoint file or run folder")
     p.add_argument("-n", type=int, help="number of samples")
-    p.add_argument("--out", help="output file; its suffix picks the format")
+    p.add_argument("--out", help="output file (its suffix picks the format) or folder (one file per sample)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--steps", type=int, help="solver steps (default: the model's config)")
     p.add_argument("--solver", help="ddpm, ddim, dpm++2m, dpm++3m, heun or euler-maruyama")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -133,6 +134,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.ArgumentParser) -> int:
     from sciogen.registry import get_domain, read_checkpoint
     from sciogen.train import distributed
+    from sciogen.data.output import check_destination, write_atomically
     from sciogen.train.generator import SamplingInterrupted
 
     sample_parser = parser.sample_parser
@@ -155,6 +157,7 @@ def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.Argu
     conditions = {k: v for k, v in vars(domain_parser.parse_args(rest)).items() if v is not None}
     if args.n is None or args.out is None:
         raise ValueError("sciogen sample needs -n N and --out FILE")
+    out = check_destination(args.out, generator_cls.output_formats, force=args.force)
     info = distributed.setup(args.device)
     generator = generator_cls.from_checkpoint(checkpoint, device=info.device)
     try:
@@ -163,12 +166,12 @@ def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.Argu
     except SamplingInterrupted as stop:
         if stop.samples is None:
             raise
-        path = generator_cls.write_samples(stop.samples, args.out)
+        path = write_atomically(generator_cls.write_samples, stop.samples, out)
         print(f"sciogen: interrupted; wrote the {stop.done} of {stop.n} samples finished from {where} to {path}",
               file=sys.stderr)
         return 130
     if info.is_main:
-        path = generator_cls.write_samples(samples, args.out)
+        path = write_atomically(generator_cls.write_samples, samples, out)
         print(f"wrote {args.n} samples from {where} to {path}")
     return 0
 

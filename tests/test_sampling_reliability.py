@@ -67,3 +67,62 @@ def test_ctrl_c_during_sciogen_sample_writes_what_is_finished(tmp_path, monkeypa
     assert code == 130
     assert "interrupted; wrote the 30 of 40 samples finished" in capsys.readouterr().err
     assert len(np.loadtxt(out, delimiter=",", skiprows=1, ndmin=2)) == 30
+
+
+def _no_sampling(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("sampling ran although --out was refused")
+
+    monkeypatch.setattr(VectorGenerator, "sample", refuse)
+
+
+def test_out_is_checked_before_sampling(tmp_path, monkeypatch, capsys):
+    existing = tmp_path / "s.csv"
+    existing.write_text("keep me\n")
+    (tmp_path / "link.csv").symlink_to(existing)
+    _no_sampling(monkeypatch)
+    cases = [
+        (existing, "already exists; pass --force"),
+        (tmp_path / "s.xyz", "unknown output format '.xyz'; use a file ending in .csv, .npy, .pt"),
+        (tmp_path / "link.csv", "is a symbolic link"),
+        (tmp_path / "missing" / "s.csv", "the folder"),
+    ]
+    for out, message in cases:
+        assert main(["sample", "toy/gmm", "-n", "4", "--out", str(out)]) == 1
+        assert message in capsys.readouterr().err
+    assert existing.read_text() == "keep me\n"
+    assert main(["sample", "toy/gmm", "-n", "4", "--out", str(tmp_path / "link.csv"), "--force"]) == 1
+
+
+def test_force_replaces_only_once_the_new_file_is_complete(tmp_path, monkeypatch):
+    from sciogen.data.output import write_atomically
+
+    out = tmp_path / "s.csv"
+    out.write_text("old\n")
+    assert main(["sample", "toy/gmm", "-n", "4", "--out", str(out), "--force"]) == 0
+    assert len(np.loadtxt(out, delimiter=",", skiprows=1, ndmin=2)) == 4
+
+    def broken_writer(samples, path):
+        path.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(broken_writer, None, out)
+    assert len(np.loadtxt(out, delimiter=",", skiprows=1, ndmin=2)) == 4  # the old file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]  # and no partial file is left
+
+
+def test_a_folder_output_replaces_a_folder_atomically(tmp_path):
+    from sciogen.data.output import write_atomically
+
+    def writer(samples, path):
+        path.mkdir()
+        for i in range(samples):
+            (path / f"{i}.txt").write_text(str(i))
+        return path
+
+    out = tmp_path / "hits"
+    write_atomically(writer, 3, out)
+    write_atomically(writer, 2, out)
+    assert sorted(p.name for p in out.iterdir()) == ["0.txt", "1.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hits"]

@@ -23,7 +23,7 @@ from sciogen.train.generator import Generator
 from sciogen.train.trainer import ValidateFn
 
 from .config import ToyConfig
-from .io import read_vectors, write_vectors
+from .io import SUFFIXES, read_vectors, write_vectors
 from .metrics import vector_metrics
 from .network import MLPDenoiser
 
@@ -41,6 +41,7 @@ class VectorGenerator(Generator):
 
     domain = "toy"
     config_class = ToyConfig
+    output_formats = SUFFIXES
 
     def __init__(self, config: ToyConfig | None = None):
         super().__init__(config)

@@ -88,6 +88,10 @@ class Generator(abc.ABC):
 
     domain: ClassVar[str] = ""
     config_class: ClassVar[type[RunConfig]] = RunConfig
+    #: what :meth:`write_samples` writes: file suffixes (e.g. ``".sdf"``, ``".csv.gz"``) and
+    #: ``"/"`` for a folder of one file per sample; ``sciogen sample`` checks ``--out`` against
+    #: it before sampling (empty: the domain checks when writing)
+    output_formats: ClassVar[tuple[str, ...]] = ()
     #: the own-data options (of :data:`DATA_OPTIONS`) that :meth:`own_data_config` takes
     data_options: ClassVar[tuple[str, ...]] = ()
 
