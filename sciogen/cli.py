@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("domain", help="the domain of the samples, e.g. toy")
     ev.add_argument("file", help="the samples, in a format the domain reads")
     ev.add_argument("--reference", "--truth", dest="reference",
-                    help="reference data (--truth for forecasts): a file or a dataset name the domain understands")
+                    help="reference data: for generated samples the training data (a file, folder, run folder) or "
+                         "a dataset name such as qm9 or perov_5; for forecasts the true values (--truth)")
     ev.add_argument("--download", action="store_true",
                     help="download a --reference dataset (checksummed) when no local copy is in the cache")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -71,7 +72,7 @@ def _train_parser(sub) -> None:
     p.add_argument("config", metavar="SOURCE", help="domain, packaged recipe or YAML file, e.g. molecules")
     p.add_argument("--data", help="your own data: a file, a folder or a quoted glob in the domain's formats")
     p.add_argument("--labels", help="volumes, deformation: a folder of label images matched to --data by file name")
-    p.add_argument("--covariates", help="volumes: a CSV of per-volume covariates; time series: covariate columns")
+    p.add_argument("--covariates", help="volumes: a CSV of per-volume covariates (time series: not supported yet)")
     p.add_argument("--condition-on", type=_name_list, metavar="COL[,COL]",
                    help="molecules, crystals: numeric columns (or SD tags) to condition on")
     p.add_argument("--column", help="molecules, crystals: the column that holds the records (SMILES / CIF)")
