@@ -6,10 +6,12 @@ context, lag channels for the frequency, learning rate 1e-3, batch 64, gradient 
 
 Data-dependent settings left at ``null`` are resolved when the data is read and written
 back into the config (so a checkpoint never needs the data again):
-``freq`` and ``prediction_length`` from the dataset's metadata, ``context_length`` =
+``freq`` and ``prediction_length`` from the dataset's metadata (else the frequency inferred
+from the timestamps and the default horizon of that frequency), ``context_length`` =
 ``context_multiple x prediction_length`` (TSDiff: 360 = 12 x 30 for daily data) shortened
-to what the shortest training series allows, and ``lags`` = :func:`lags_for_freq` without
-the lags the training series are too short for.
+to what the median training series allows, and ``lags`` = :func:`lags_for_freq` without
+the lags the training series are too short for. Series shorter than one training window
+(context + prediction) are left out and reported.
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ class TSDataConfig:
     """Where the series come from and the window the model sees.
 
     Attributes:
-        path: a GluonTS-format folder or archive (``metadata.json``, ``train/``, ``test/``);
-            None when data is passed to ``fit``.
-        freq, prediction_length: override the metadata (null: read it).
+        path: your data: a CSV / parquet file (long or wide), GluonTS JSON lines, a GluonTS
+            folder or archive, a folder or glob of such files
+            (:mod:`sciogen.timeseries.tables`); None: ``dataset``, or data passed to ``fit``.
+        dataset: a registered dataset read when ``path`` is null (``exchange_rate_nips``),
+            from the dataset cache.
+        download: fetch ``dataset`` (checksummed) when the cache has no copy.
+        column: the value column of a long table, or the one series column of a wide table.
+        freq, prediction_length: override the metadata (null: read it, infer the frequency
+            from the timestamps, take :func:`~sciogen.timeseries.data.default_prediction_length`).
         context_length: observed steps before the forecast (null: derived, see the module).
         context_multiple: context_length = context_multiple x prediction_length when derived.
         lags: lag channels (null: from the frequency; [] for none).
@@ -45,6 +53,9 @@ class TSDataConfig:
     """
 
     path: str | None = None
+    dataset: str | None = None
+    download: bool = False
+    column: str | None = None
     freq: str | None = None
     prediction_length: int | None = None
     context_length: int | None = None

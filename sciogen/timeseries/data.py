@@ -35,6 +35,7 @@ __all__ = [
     "normalize_freq",
     "seasonality",
     "lags_for_freq",
+    "default_prediction_length",
     "from_pandas",
     "to_pandas",
     "rolling_windows",
@@ -150,6 +151,39 @@ def lags_for_freq(freq: str) -> list[int]:
     if per_day is not None:
         return [per_day * i for i in (1, 2, 3, 4, 5, 6, 7, 14, 21, 28)]
     return []
+
+
+#: the default horizon per unit: TSDiff's daily datasets (30), the M4 competition's weekly (13),
+#: monthly (18 -> a year, 12), quarterly (8) and yearly (6) horizons; sub-daily: one day of steps
+_HORIZONS = {"D": 30, "B": 30, "W": 13, "M": 12, "ME": 12, "MS": 12, "Q": 8, "QE": 8, "QS": 8,
+             "A": 6, "Y": 6, "YE": 6, "YS": 6, "AS": 6}
+#: the longest default horizon (sub-daily frequencies: one day of steps, at most this)
+MAX_DEFAULT_HORIZON = 96
+
+
+def default_prediction_length(freq: str, length: int | None = None) -> tuple[int, str]:
+    """The prediction length used when none is given, and the rule that gave it (for messages).
+
+    By unit: daily / business-daily 30 (TSDiff's daily datasets), weekly 13, monthly 12,
+    quarterly 8, yearly 6; sub-daily: one day of steps (24 for ``h``, 96 for ``15min``), at
+    most 96; other units 12. With ``length`` (the typical series length), at most a tenth
+    of it, so that the context (4 to 12 horizons) fits in the series.
+
+    >>> default_prediction_length("B")[0], default_prediction_length("h")[0], default_prediction_length("D", 100)[0]
+    (30, 24, 10)
+    """
+    offset = _offset(normalize_freq(freq))
+    name = _base_name(offset)
+    per_day = _steps_per_day(offset)
+    if per_day is not None:
+        horizon, rule = min(per_day, MAX_DEFAULT_HORIZON), f"one day of {offset.freqstr} steps, at most {MAX_DEFAULT_HORIZON}"
+    elif name in _HORIZONS and offset.n == 1:
+        horizon, rule = _HORIZONS[name], f"{_HORIZONS[name]} for {offset.freqstr} data"
+    else:
+        horizon, rule = 12, f"12 for {offset.freqstr} data"
+    if length is not None and horizon > max(1, length // 10):
+        horizon, rule = max(1, length // 10), f"{rule}, at most a tenth of the median series length {length}"
+    return horizon, rule
 
 
 # -- the series ------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import gzip
 import io
 import json
 import math
-import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from ..data.download import download_url
 from .data import Series, TimeSeriesError, normalize_freq
 
 __all__ = [
@@ -37,6 +35,8 @@ __all__ = [
     "read_gluonts",
     "read_jsonlines",
     "load_exchange_rate_nips",
+    "load_registered",
+    "REGISTERED",
     "read_lstnet",
     "EXCHANGE_RATE_NIPS_URL",
     "EXCHANGE_RATE_NIPS_SHA256",
@@ -79,8 +79,10 @@ class GluonTSDataset:
 
 
 def default_cache_dir() -> Path:
-    """``$SCIOGEN_CACHE`` or ``~/.cache/sciogen``."""
-    return Path(os.environ.get("SCIOGEN_CACHE", Path.home() / ".cache" / "sciogen"))
+    """The dataset cache (:func:`sciogen.data.cache_dir`: ``$SCIOGEN_CACHE``, else the XDG cache)."""
+    from sciogen.data import cache_dir
+
+    return cache_dir()
 
 
 def _parse_value(v) -> float:
@@ -153,25 +155,48 @@ def load_exchange_rate_nips(path: str | Path | None = None, *, download: bool = 
 
     Args:
         path: a dataset folder (``metadata.json``, ``train/``, ``test/``) or the original
-            ``.tar.gz``; default: the cache folder (:func:`default_cache_dir`).
-        download: fetch the original archive into the cache when no local copy exists
-            (checked against :data:`EXCHANGE_RATE_NIPS_SHA256`).
+            ``.tar.gz``; default: the dataset registry's copy,
+            ``<cache>/exchange_rate_nips/exchange_rate_nips.tar.gz`` (:func:`sciogen.data.cache_dir`),
+            checked against its SHA-256.
+        download: fetch the archive into the cache when no copy exists there (checksummed).
     """
     if path is not None:
         path = Path(path)
         return _read_tar(path, EXCHANGE_RATE_NIPS_HORIZON) if path.is_file() else read_gluonts(path)
-    archive = default_cache_dir() / "exchange_rate_nips.tar.gz"
-    if not archive.is_file():
-        if not download:
-            raise FileNotFoundError(
-                f"exchange_rate_nips not found at {archive}; pass path= to a local copy or download=True"
-            )
-        download_url(EXCHANGE_RATE_NIPS_URL, archive, sha256=EXCHANGE_RATE_NIPS_SHA256)
-    return _read_tar(archive, EXCHANGE_RATE_NIPS_HORIZON)
+    from sciogen.data import fetch
+
+    name, file = "exchange_rate_nips", "exchange_rate_nips.tar.gz"
+    folder = default_cache_dir() / name
+    if (folder / file).is_file():
+        folder = fetch(name, path=folder, files=[file])  # verifies the SHA-256
+    elif (default_cache_dir() / file).is_file():  # where versions before the registry put it
+        return _read_tar(default_cache_dir() / file, EXCHANGE_RATE_NIPS_HORIZON)
+    elif download:
+        folder = fetch(name, files=[file])
+    else:
+        raise FileNotFoundError(
+            f"the dataset exchange_rate_nips is not in the dataset cache ({folder / file}); run again with --download "
+            "(a checksummed 0.7 MB download; Python: download=True), or train on your own data with --data PATH"
+        )
+    return _read_tar(folder / file, EXCHANGE_RATE_NIPS_HORIZON)
 
 
-def _read_tar(archive: Path, prediction_length: int | None = None) -> GluonTSDataset:
-    """Read the GluonTS archive layout (metadata/metadata.json, train/*.json, test/*.json)."""
+#: the registered time-series datasets that load as a GluonTSDataset, by name
+REGISTERED = {"exchange_rate_nips": load_exchange_rate_nips}
+
+
+def load_registered(name: str, *, download: bool = False) -> GluonTSDataset:
+    """A registered dataset by name (:data:`REGISTERED`), from the cache or downloaded."""
+    if name not in REGISTERED:
+        raise ValueError(f"unknown time-series dataset {name!r}; registered: {', '.join(sorted(REGISTERED))}")
+    return REGISTERED[name](download=download)
+
+
+def _read_tar(archive: Path, prediction_length: int | None = None, required: bool = True) -> GluonTSDataset:
+    """Read the GluonTS archive layout (metadata/metadata.json, train/*.json, test/*.json).
+
+    ``prediction_length`` is used when the metadata has none; without either, an error when
+    ``required``, else 0 (unknown)."""
     parts: dict[str, list[tuple[str, bytes]]] = {"metadata": [], "train": [], "test": []}
     with tarfile.open(archive, "r:*") as tar:
         for member in tar.getmembers():
@@ -188,7 +213,7 @@ def _read_tar(archive: Path, prediction_length: int | None = None) -> GluonTSDat
     # and leave the horizon to the dataset's definition (passed by the caller)
     freq = normalize_freq(metadata.get("freq") or metadata.get("time_granularity"))
     prediction_length = metadata.get("prediction_length") or prediction_length
-    if prediction_length is None:
+    if prediction_length is None and required:
         raise TimeSeriesError(f"{archive}: no prediction_length in its metadata; pass prediction_length=")
 
     def read(split):
@@ -201,7 +226,7 @@ def _read_tar(archive: Path, prediction_length: int | None = None) -> GluonTSDat
         return out
 
     name = archive.name.split(".")[0]
-    return GluonTSDataset(read("train"), read("test"), freq, int(prediction_length), metadata, name)
+    return GluonTSDataset(read("train"), read("test"), freq, int(prediction_length or 0), metadata, name)
 
 
 def read_lstnet(path: str | Path, freq: str = "D", start: str = "1990-01-01") -> list[Series]:

@@ -14,6 +14,7 @@ on the observed entries (unconditional: no part of the window is special during 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,12 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from sciogen.data.records import RecordLog
 from sciogen.diffusion import DiscreteSchedule, GaussianProcess
 from sciogen.train.generator import Generator
 
 from .config import TimeSeriesConfig
-from .data import Series, SeriesTooShortError, from_pandas, lags_for_freq, normalize_freq
-from .datasets import GluonTSDataset, read_gluonts
+from .data import (Series, SeriesTooShortError, default_prediction_length, from_pandas, lags_for_freq,
+                   normalize_freq)
+from .datasets import load_registered
+from .tables import SeriesData, read_series
 from .features import WindowDataset, context_stats, make_state
 from .forecast import forecast_samples, guided_sample, unnormalize
 from .network import TSDiffDenoiser
@@ -39,13 +43,17 @@ _STATS_KEPT = 512
 class TimeSeriesGenerator(Generator):
     """Generates, forecasts and imputes univariate series. Domain ``"timeseries"``.
 
-    ``fit(data)`` accepts a GluonTS folder path, a :class:`GluonTSDataset`, a list of
-    :class:`Series`, or pandas (Series, wide or long DataFrame); with no data it reads
-    ``config.data.path``.
+    ``fit(data)`` accepts what :func:`sciogen.timeseries.tables.read_series` reads: a CSV /
+    parquet file (long or wide), GluonTS JSON lines, a GluonTS folder or archive, a folder or
+    glob of files, pandas (Series, wide or long DataFrame), a :class:`GluonTSDataset` or a list
+    of :class:`Series`; with no data it reads ``config.data.path``, else ``config.data.dataset``.
     """
 
     domain = "timeseries"
     config_class = TimeSeriesConfig
+    data_options = ("freq", "prediction_length", "column", "download")
+    #: what `sciogen train` suggests for `sciogen sample --out`
+    example_output = "synthetic.csv"
     #: a fast forecasting setting (no network gradients): DDIM 25 steps with the observed
     #: context replaced at every step; ``gen.forecast(x, **gen.FAST_GUIDANCE)``
     FAST_GUIDANCE = {"solver": "ddim", "steps": 25, "scale": 0.0, "replace": True}
@@ -53,8 +61,10 @@ class TimeSeriesGenerator(Generator):
     def __init__(self, config: TimeSeriesConfig | None = None):
         config = TimeSeriesConfig() if config is None else config
         self._train_series: list[Series] | None = None
-        if config.data.path is not None and not self._resolved(config):
-            self._train_series = self._resolve(config, self._read(config.data.path, config))
+        self._read_log = RecordLog()  # what reading the configured data left out, until fit() reports it
+        d = config.data
+        if (d.path is not None or d.dataset is not None) and not self._resolved(config):
+            self._train_series = self._resolve(config, self._read(None, config, self._read_log), self._read_log)
         super().__init__(config)
         # normalisation statistics of training windows, used to put unconditional samples in data units
         self.window_stats = torch.tensor([[0.0, 1.0]])
@@ -62,61 +72,104 @@ class TimeSeriesGenerator(Generator):
 
     # -- data and settings -------------------------------------------------------------------
 
+    @classmethod
+    def own_data_config(cls, config: TimeSeriesConfig, data: Any, *, freq: str | None = None,
+                        prediction_length: int | None = None, column: str | None = None,
+                        download: bool = False) -> TimeSeriesConfig:
+        """Train on ``data`` (:func:`~sciogen.timeseries.tables.read_series`): ``data.path``,
+        with ``freq`` / ``prediction_length`` / ``column`` when given and everything else
+        (context, lags) derived from the data when the generator is built."""
+        d = config.data
+        if data is None:  # `sciogen train timeseries --download`: the recipe's registered dataset
+            d.download = bool(download)
+            return config
+        if download:
+            raise ValueError("--download fetches the recipe's registered dataset; it has no use with --data")
+        if not isinstance(data, (str, Path)) and not (isinstance(data, (list, tuple)) and data
+                                                     and all(isinstance(p, (str, Path)) for p in data)):
+            data = _in_memory_file(data, column)
+        d.path = str(data) if isinstance(data, (str, Path)) else ",".join(map(str, data))
+        d.dataset, d.column = None, column
+        d.freq = normalize_freq(freq) if freq else None
+        d.prediction_length = prediction_length
+        d.context_length, d.lags = None, None
+        return config
+
     @staticmethod
     def _resolved(config: TimeSeriesConfig) -> bool:
         d = config.data
         return None not in (d.freq, d.prediction_length, d.context_length, d.lags)
 
     @staticmethod
-    def _read(data: Any, config: TimeSeriesConfig) -> GluonTSDataset | list[Series]:
-        if isinstance(data, (str, Path)):
-            path = Path(data)
-            if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
-                return _read_tar(path, config.data.prediction_length)
-            return read_gluonts(path, freq=config.data.freq, prediction_length=config.data.prediction_length)
-        if isinstance(data, GluonTSDataset):
-            return data
-        if isinstance(data, Series):
-            return [data]
-        if isinstance(data, (list, tuple)) and all(isinstance(s, Series) for s in data):
-            return list(data)
-        return from_pandas(data, config.data.freq)
+    def _read(data: Any, config: TimeSeriesConfig, log: RecordLog) -> SeriesData:
+        """The series of ``data``, else of ``config.data.path``, else of ``config.data.dataset``."""
+        d = config.data
+        if data is None and d.path is None:
+            if d.dataset is None:
+                raise ValueError("no training data: pass data to fit(), --data PATH, or set data.path / data.dataset")
+            return read_series(load_registered(d.dataset, download=d.download), freq=d.freq)
+        source = data if data is not None else d.path
+        if isinstance(source, str) and "," in source and not Path(source).exists():
+            source = source.split(",")  # several files, as own_data_config stores them
+        return read_series(source, freq=d.freq, column=d.column, log=log)
 
     @staticmethod
-    def _resolve(config: TimeSeriesConfig, data: GluonTSDataset | list[Series]) -> list[Series]:
-        """Fill the data-dependent settings (module docstring of config.py); returns the training series."""
+    def _resolve(config: TimeSeriesConfig, data: SeriesData, log: RecordLog) -> list[Series]:
+        """Fill the data-dependent settings (module docstring of config.py); returns the training
+        series, without those shorter than one window (logged)."""
         d = config.data
-        if isinstance(data, GluonTSDataset):
-            series, freq, horizon = data.train, data.freq, data.prediction_length
-        else:
-            series, freq, horizon = data, data[0].freq if data else None, None
-        if not series:
+        if not data.series:
             raise ValueError("no training series")
-        d.freq = normalize_freq(d.freq or freq)
-        d.prediction_length = d.prediction_length or horizon
+        d.freq = normalize_freq(d.freq or data.freq)
+        lengths = [len(s) for s in data.series]
+        typical = int(np.median(lengths)) - d.holdout_windows * (d.prediction_length or data.prediction_length or 0)
         if d.prediction_length is None:
-            raise ValueError("data.prediction_length is not set and the data has no metadata giving it; set it in the config")
-        longest = max(len(s) for s in series) - d.holdout_windows * d.prediction_length
+            d.prediction_length = data.prediction_length
+        if d.prediction_length is None:
+            d.prediction_length, rule = default_prediction_length(d.freq, typical)
+            print(f"sciogen: prediction length {d.prediction_length} ({rule}); set it with --prediction-length N "
+                  "(Python: prediction_length=N)", file=sys.stderr)
+        usable = [n - d.holdout_windows * d.prediction_length for n in lengths]
+        typical = int(np.median(usable))
         if d.context_length is None:
-            d.context_length = max(1, min(d.context_multiple * d.prediction_length, longest - d.prediction_length))
-        if longest < d.context_length + d.prediction_length:
+            d.context_length = max(1, min(d.context_multiple * d.prediction_length, typical - d.prediction_length))
+        window = d.context_length + d.prediction_length
+        kept = []
+        for s, n, source in zip(data.series, usable, data.sources):
+            if n < window:
+                log.skip(source, s.item_id, f"{len(s)} values, fewer than one training window: context "
+                                            f"{d.context_length} + prediction {d.prediction_length} = {window}"
+                                            + (f" plus {d.holdout_windows} held-out windows" if d.holdout_windows else ""))
+            else:
+                kept.append(s)
+        log.kept = len(kept)
+        if not kept:
             raise SeriesTooShortError(
-                f"the longest training series has {longest} usable values, fewer than context + prediction = "
-                f"{d.context_length} + {d.prediction_length}; lower data.context_length"
+                f"no series is long enough for one training window (context {d.context_length} + prediction "
+                f"{d.prediction_length} = {window} values; the longest has {max(usable)}); lower "
+                "--prediction-length or data.context_length"
             )
+        longest = max(usable)
         if d.lags is None:
-            d.lags = [lag for lag in lags_for_freq(d.freq) if lag + d.context_length + d.prediction_length <= longest]
-        return list(series)
+            d.lags = [lag for lag in lags_for_freq(d.freq) if lag + window <= longest]
+        if d.path is not None:
+            print(f"sciogen: {len(kept)} series of {min(map(len, kept))} to {max(map(len, kept))} values, frequency "
+                  f"{d.freq}; prediction length {d.prediction_length}, context {d.context_length}, "
+                  f"lags {d.lags or 'none'}", file=sys.stderr)
+            missing = data.missing_summary()
+            if missing:
+                print(f"sciogen: {missing}", file=sys.stderr)
+        return kept
 
     def _ensure_resolved(self, data: Any) -> list[Series]:
         if data is None and self._train_series is not None:
+            self.data_log.skipped += self._read_log.skipped
+            self.data_log.kept = self._read_log.kept
             return self._train_series
-        source = data if data is not None else self.config.data.path
-        if source is None:
-            raise ValueError("no training data: pass data to fit() or set data.path in the config")
-        read = self._read(source, self.config)
+        read = self._read(data, self.config, self.data_log)
         channels_before = self.channels
-        series = self._resolve(self.config, read)
+        series = self._resolve(self.config, read, self.data_log)
+        self._train_series = series
         if self.channels != channels_before:  # lags first known from this data: rebuild the network
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.config.train.seed)
@@ -242,19 +295,27 @@ class TimeSeriesGenerator(Generator):
         self._example = {"pasts": rows, "truth": np.asarray(truth, dtype=np.float64)}
 
     @classmethod
-    def evaluate_samples(cls, samples: Any, reference: Any = None) -> dict[str, float]:
-        """GluonTS metrics of forecast sample paths (B, S, H) against the truth; see
-        :func:`sciogen.timeseries.metrics.evaluate`.
+    def evaluate_samples(cls, samples: Any, reference: Any = None, download: bool = False) -> dict[str, float]:
+        """Scores of synthetic series, or of forecasts, by what ``samples`` are.
 
-        ``reference``: the truth as an array (B, H) / (H,), a truth CSV
-        (:func:`sciogen.timeseries.io.read_truth`), or a dict with ``truth`` and, for MASE,
-        ``past`` and ``freq``.
+        - **Synthetic series**, a tensor (n, L) as :meth:`sample` returns them (and
+          :meth:`read_samples` reads them back): against real series,
+          :func:`sciogen.timeseries.synthetic.synthetic_metrics` (marginal W1, autocorrelation
+          distance, linear predictive score). ``reference``: the training data in any
+          ``--data`` format, a registered dataset name (``exchange_rate_nips``; ``download``
+          fetches it), a run folder or checkpoint (the data it was trained on), or series objects.
+        - **Forecast paths**, an array (S, H) / (B, S, H): GluonTS metrics against the truth
+          (:func:`sciogen.timeseries.metrics.evaluate`); ``reference``: the truth as an array
+          (B, H) / (H,), a truth CSV (:func:`sciogen.timeseries.io.read_truth`), or a dict with
+          ``truth`` and, for MASE, ``past`` and ``freq``.
         """
         from .io import read_truth
         from .metrics import evaluate
 
+        if isinstance(samples, torch.Tensor) and samples.ndim == 2:
+            return cls._evaluate_synthetic(samples, reference, download)
         if reference is None:
-            raise ValueError("evaluating forecasts needs the true values: pass the truth file (--reference truth.csv)")
+            raise ValueError("evaluating forecasts needs the true values: pass the truth file (--truth truth.csv)")
         samples = np.asarray(samples, dtype=np.float64)
         if isinstance(reference, (str, Path)):
             reference = read_truth(reference)
@@ -266,6 +327,26 @@ class TimeSeriesGenerator(Generator):
         if samples.ndim == 3 and truth.ndim == 2 and truth.shape[-1] != samples.shape[-1]:
             raise ValueError(f"the truth has {truth.shape[-1]} steps per series, the forecast {samples.shape[-1]}")
         return evaluate(samples, truth)
+
+    @classmethod
+    def _evaluate_synthetic(cls, samples: torch.Tensor, reference: Any, download: bool) -> dict[str, float]:
+        from .synthetic import synthetic_metrics
+
+        if reference is None:
+            raise ValueError(
+                "scoring synthetic series needs the real ones: --reference my.csv (the training file, any --data "
+                "format), --reference RUN_FOLDER (the data the run trained on) or --reference exchange_rate_nips "
+                "(with --download if it is not in the cache)"
+            )
+        train, test, horizon = _reference_series(reference, download)
+        return synthetic_metrics(samples.double().numpy(), train, test=test, horizon=horizon)
+
+    def reference_data(self) -> Any:
+        """The training series (the default reference of :meth:`evaluate` for synthetic series)."""
+        if self._train_series is None:
+            return None
+        d = self.config.data
+        return SeriesData(self._train_series, ["training data"] * len(self._train_series), d.freq, d.prediction_length)
 
     @classmethod
     def add_sample_arguments(cls, parser) -> None:
@@ -298,15 +379,21 @@ class TimeSeriesGenerator(Generator):
 
     @classmethod
     def write_samples(cls, samples: Any, path: str | Path) -> Path:
-        from .io import write_forecast
+        """Write synthetic series (a tensor (n, L)) or forecast paths (an array (S, H) / (B, S, H))
+        as CSV (:mod:`sciogen.timeseries.io`)."""
+        from .io import write_forecast, write_synthetic
 
+        if isinstance(samples, torch.Tensor):
+            return write_synthetic(samples.double().numpy(), path)
         return write_forecast(samples, path)
 
     @classmethod
     def read_samples(cls, path: str | Path) -> Any:
-        from .io import read_forecast
+        """What :meth:`write_samples` wrote: a tensor (n, L) of synthetic series or an array
+        (B, S, H) of forecast paths."""
+        from .io import read_samples_file
 
-        return read_forecast(path)
+        return read_samples_file(path)
 
     # -- forecasting and imputation ----------------------------------------------------------------
 
@@ -486,7 +573,77 @@ class TimeSeriesGenerator(Generator):
         return unnormalize(x[..., 0].double().cpu(), loc.repeat(n), scale.repeat(n)).numpy()
 
 
-def _read_tar(path: Path, prediction_length: int | None) -> GluonTSDataset:
-    from .datasets import _read_tar as read
+def _reference_series(reference: Any, download: bool) -> tuple[list[Series], list[Series], int | None]:
+    """(training series, test entries, prediction length or None) of an evaluation reference."""
+    from .datasets import REGISTERED
 
-    return read(path, prediction_length)
+    if isinstance(reference, str) and reference in REGISTERED:
+        ds = load_registered(reference, download=download)
+        return ds.train, ds.test, ds.prediction_length
+    if download:
+        raise ValueError(f"--download fetches a registered dataset ({', '.join(sorted(REGISTERED))}), not {reference!r}")
+    if isinstance(reference, (str, Path)):
+        path = Path(reference)
+        if path.is_dir() and (path / "checkpoints").is_dir() or path.is_file() and path.suffix == ".pt":
+            return _run_data(path)
+        if not path.exists() and not any(ch in str(reference) for ch in "*?["):
+            raise FileNotFoundError(
+                f"--reference {reference}: no such file or folder, nor a registered dataset "
+                f"({', '.join(sorted(REGISTERED))})"
+            )
+    if isinstance(reference, SeriesData):
+        return reference.series, reference.test, reference.prediction_length
+    data = read_series(reference)
+    return data.series, data.test, data.prediction_length
+
+
+def _run_data(path: Path) -> tuple[list[Series], list[Series], int | None]:
+    """The training series of a run folder or checkpoint, read as its config says."""
+    from sciogen.train.checkpoint import load_checkpoint, resolve_checkpoint
+    from sciogen.train.config import from_dict
+
+    config = from_dict(TimeSeriesConfig, load_checkpoint(resolve_checkpoint(path))["config"])
+    d = config.data
+    if d.path is None and d.dataset is None:
+        raise ValueError(f"{path}: its config names no data (data.path / data.dataset); pass --reference FILE")
+    data = TimeSeriesGenerator._read(None, config, RecordLog())
+    return data.series, data.test, d.prediction_length
+
+
+def _in_memory_file(data: Any, column: str | None) -> Path:
+    """Python data (pandas, Series, a GluonTSDataset) written to a CSV in the dataset cache, so
+    that a config can name it: ``sciogen.fit`` builds the generator from the config alone.
+
+    The file is named by its content (re-running writes nothing new) and holds the values as
+    given, so that unusable ones are still reported by :meth:`training_data`.
+    """
+    import hashlib
+
+    import pandas as pd
+
+    from sciogen.data import cache_dir
+
+    from .datasets import GluonTSDataset
+    from .tables import _pandas_frame
+
+    if isinstance(data, GluonTSDataset):
+        data = data.train
+    if isinstance(data, Series):
+        data = [data]
+    if isinstance(data, (list, tuple)) and data and all(isinstance(x, Series) for x in data):
+        frame = pd.concat([pd.DataFrame({"item_id": str(x.item_id if x.item_id is not None else i),
+                                         "timestamp": x.index(), "target": x.target}) for i, x in enumerate(data)])
+    elif isinstance(data, (pd.Series, pd.DataFrame)):
+        frame = _pandas_frame(data)[0]
+    else:
+        raise TypeError(f"cannot train on a {type(data).__name__}; pass a file, folder or glob, a pandas Series / "
+                        "DataFrame or a list of sciogen.timeseries.Series")
+    text = frame.to_csv(index=False)
+    folder = cache_dir() / "timeseries" / "in-memory"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.csv"
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path

@@ -6,6 +6,12 @@ one column per step::
     series,sample,1,2,...,H          (or timestamps instead of 1..H)
     0,0,0.7012,0.7020,...
 
+Synthetic series (``sciogen sample RUN -n N --out synthetic.csv``, no ``--context``) have one
+row per series, without a ``series`` column::
+
+    sample,1,2,...,L
+    0,0.7012,0.7020,...
+
 A truth CSV (for ``sciogen evaluate timeseries FORECAST --truth TRUTH``) has one row per
 series and the same step columns: ``series,1,2,...,H``. Context CSVs for
 ``sciogen sample timeseries/... --context`` are read by :func:`read_context`: a time column
@@ -20,7 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["write_forecast", "read_forecast", "write_truth", "read_truth", "read_context", "forecast_frame"]
+__all__ = ["write_forecast", "read_forecast", "write_synthetic", "read_samples_file", "write_truth", "read_truth",
+           "read_context", "forecast_frame"]
 
 
 def forecast_frame(samples: np.ndarray, index, quantiles: Sequence[float] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)):
@@ -44,8 +51,7 @@ def write_forecast(samples, path: str | Path, columns: Sequence | None = None) -
         samples = samples[None]
     if samples.ndim != 3:
         raise ValueError(f"forecast samples must be (S, H) or (B, S, H), got shape {samples.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _csv_path(path)
     columns = list(columns) if columns is not None else list(range(1, samples.shape[2] + 1))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -68,6 +74,54 @@ def read_forecast(path: str | Path) -> np.ndarray:
     if len({b.shape for b in blocks}) != 1:
         raise ValueError(f"{path}: every series must have the same number of sample paths")
     return np.stack(blocks)
+
+
+def _csv_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"time-series samples are written as CSV: give --out a name ending in .csv, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_synthetic(samples, path: str | Path) -> Path:
+    """Write synthetic series (n, L) as CSV ``sample,1..L`` (see the module docstring)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim != 2:
+        raise ValueError(f"synthetic series must be (n, L), got shape {samples.shape}")
+    path = _csv_path(path)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample", *range(1, samples.shape[1] + 1)])
+        for s, row in enumerate(samples):
+            writer.writerow([s, *(f"{v:.8g}" for v in row)])
+    return path
+
+
+def read_samples_file(path: str | Path):
+    """Read what ``sciogen sample`` wrote: forecast paths -> array (B, S, H); synthetic
+    series -> float32 tensor (n, L), the types :meth:`TimeSeriesGenerator.sample` returns."""
+    import pandas as pd
+    import torch
+
+    try:
+        header = pd.read_csv(path, nrows=0)
+    except (pd.errors.EmptyDataError, FileNotFoundError) as err:
+        raise ValueError(f"{path}: cannot read samples ({err})") from None
+    columns = [str(c) for c in header.columns]
+    if {"series", "sample"} <= set(columns):
+        return read_forecast(path)
+    if columns[:1] == ["sample"]:
+        frame = pd.read_csv(path)
+        values = frame.drop(columns="sample").apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        if np.isnan(values).any():
+            row, col = (int(v[0]) for v in np.nonzero(np.isnan(values)))
+            raise ValueError(f"{path}: line {row + 2}, step {col + 1}: not a number")
+        return torch.tensor(values, dtype=torch.float32)
+    raise ValueError(
+        f"{path} is not a file of time-series samples: forecasts have the columns series,sample,1..H and "
+        f"synthetic series sample,1..L (as sciogen sample writes them); found {columns[:6]}"
+    )
 
 
 def write_truth(truth, path: str | Path) -> Path:
