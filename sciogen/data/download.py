@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tarfile
+import urllib.error
 import urllib.request
 import uuid
 import warnings
@@ -110,6 +111,11 @@ def download_url(
             raise ChecksumError(f"download of {url}: SHA-256 is {digest.hexdigest()}, expected {sha256}")
         _check_blob(tmp, git_blob, f"download of {url}")
         os.replace(tmp, destination)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(err, "reason", None) or err
+        raise OSError(f"download of {url} failed: {reason}; check the connection, or fetch the file yourself and "
+                      "pass its folder as a local copy") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

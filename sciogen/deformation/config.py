@@ -20,18 +20,25 @@ class DeformationDataConfig:
     """Training images and the grid the network works on.
 
     Attributes:
-        root: folder the ``files`` are relative to (``~`` and relative paths allowed).
-        files: NIfTI files (``.nii`` / ``.nii.gz``), or ``file.npz:key`` for an array in an
-            ``.npz``; each is one 3D volume (a 4D file: its first volume).
-        spatial_dims: 3 trains on whole volumes; 2 on slices of them.
+        root: folder the ``files`` are relative to (``~`` and relative paths allowed); None:
+            the dataset registry's copy (each file is looked up by name among the registered
+            datasets' files, in the cache; see :func:`~sciogen.deformation.data.resolve_files`).
+        files: images (``.nii`` / ``.nii.gz``, ``.mha`` / ``.mhd``, ``.nrrd``, ``.png`` /
+            ``.tif``, ``.npy``, ``.npz`` or ``file.npz:key``): 3D volumes (a 4D file: its first
+            volume) or, for ``spatial_dims: 2``, also 2D images.
+        spatial_dims: 3 trains on whole volumes; 2 on 2D images and on slices of volumes.
         shape: the network's grid, one size per spatial dimension (multiples of its
             downsampling factor). Images are padded to a cube / square and resampled to it.
         slice_fraction: (2D) the central fraction of each axis whose slices are used.
         slice_axes: (2D) the axes slices are taken along.
-        min_foreground: (2D) slices whose mean normalised intensity is below this are skipped.
+        min_foreground: (2D) slices of volumes whose mean normalised intensity is below this
+            are left out (counted in the training summary).
+        labels: a folder of label maps matched to the files by name (None: none); the
+            recovery loss is then averaged over the labelled voxels (label > 0, dilated by 2
+            voxels) instead of those brighter than ``process.foreground``.
     """
 
-    root: str = "../shared/datasets/volumes"
+    root: str | None = None
     files: list[str] = field(default_factory=lambda: [
         "nilearn_0.14.1/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
         "voxelmorph/test_scan.npz:vol",
@@ -43,6 +50,7 @@ class DeformationDataConfig:
     slice_fraction: float = 0.6
     slice_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
     min_foreground: float = 0.05
+    labels: str | None = None
 
     def __post_init__(self):
         check_choice("data.spatial_dims", self.spatial_dims, (2, 3))

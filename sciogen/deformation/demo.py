@@ -1,8 +1,8 @@
 """``sciogen demo`` for the deformation domain: the shipped models deform a brain image.
 
 For each shipped model (2D and 3D) the demo deforms one image a few times (the MNI152
-template from ``../shared/datasets`` when that folder is beside the working directory,
-else a synthetic head from :func:`~sciogen.deformation.data.brain_phantom`), writes the
+template when the dataset cache holds the registry's ``mni152_2009``, else a synthetic
+head from :func:`~sciogen.deformation.data.brain_phantom`), writes the
 warped images, labels and displacement fields as NIfTI, a picture of the warped slices
 with the deformation grid and Jacobian maps (``<model>.png``), and returns one row of
 metrics per model: folding %, smallest determinant, mean / max |u| in % of the side,
@@ -24,13 +24,17 @@ from .io import read_image
 __all__ = ["run_demo", "demo_image"]
 
 MODELS = ("deformation/brain-mri-2d", "deformation/brain-mri-3d")
-_MNI = Path("..") / "shared" / "datasets" / "volumes" / "nilearn_0.14.1" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+_MNI = ("mni152_2009", "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
 
 
 def demo_image(dim: int, size: int) -> tuple[torch.Tensor, torch.Tensor | None, str]:
-    """(image (1, *S), labels or None, description) for the demo: MNI152 if found, else a phantom."""
-    if _MNI.is_file():
-        vol, _ = read_image(_MNI)
+    """(image (1, *S), labels or None, description) for the demo: MNI152 if the dataset cache
+    has it (``sciogen.data.fetch("mni152_2009")`` puts it there), else a phantom."""
+    from sciogen.data import cache_dir
+
+    mni = cache_dir() / _MNI[0] / _MNI[1]
+    if mni.is_file():
+        vol, _ = read_image(mni)
         shape = [round(n * size / max(vol.shape[1:])) for n in vol.shape[1:]]
         vol = torch.nn.functional.interpolate(vol[None], size=shape, mode="trilinear", align_corners=True)[0]
         if dim == 2:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,30 +27,37 @@ import numpy as np
 import torch
 from torch import nn
 
+from sciogen.data.records import RecordLog, expand_paths
 from sciogen.train.generator import Generator
 
-from .config import DeformationConfig
-from .data import training_images
+from .config import DeformationConfig, DeformationDataConfig
+from .data import _file_part, load_training_set, registry_files
 from .fields import limit_folding, warp
 from .grid import GridMap
-from .io import normalize_intensity, read_field, read_image, write_field, write_image
-from .metrics import evaluate
+from .io import IMAGE_SUFFIXES, normalize_intensity, read_field, read_image, write_field, write_image
+from .metrics import compare_fields, compare_images, evaluate
 from .network import RecoveryUNet
 from .process import DeformationProcess
 
 __all__ = ["DeformationGenerator", "export_model"]
+
+#: fewer training images (after slicing) than this print a warning
+FEW_IMAGES = 8
 
 
 class DeformationGenerator(Generator):
     """Random deformations of images by deformation recovery. Domain ``"deformation"``.
 
     ``fit(data)`` accepts a tensor of network-ready images ``(N, 1, *config.data.shape)``
-    in [0, 1], a list of image paths, or nothing (``config.data``).
+    in [0, 1] (``(N, 2, ...)``: channel 1 the labelled region the loss is averaged over), a
+    folder / glob / file / list of image files (see :meth:`own_data_config`), or nothing
+    (``config.data``).
     """
 
     domain = "deformation"
-    example_output = "samples/"  # what `sciogen train` suggests for --out: a folder of NIfTI files
+    example_output = "samples/ --image IMAGE"  # what `sciogen train` suggests after --out (set to a training file)
     config_class = DeformationConfig
+    data_options = ("labels", "download")
 
     # -- parts -----------------------------------------------------------------------------
 
@@ -75,19 +84,77 @@ class DeformationGenerator(Generator):
                              f"for model.channels {m.channels} and model.stem {m.stem}")
         return net
 
+    @classmethod
+    def own_data_config(cls, config: DeformationConfig, data: Any, labels: str | None = None,
+                        download: bool = False) -> DeformationConfig:
+        """Train on the user's images: ``data`` a folder (searched recursively), a glob, a file
+        or a list of them, in the formats of :data:`~sciogen.deformation.io.IMAGE_SUFFIXES`.
+
+        Sets ``data.root`` (the folder) and ``data.files`` (the images found; files under the
+        ``labels`` folder are not images); the recipe's ``spatial_dims`` says what is trained:
+        a 2D model on 2D images or on slices of 3D volumes, a 3D model on volumes (checked when
+        the files are read, by :func:`~sciogen.deformation.data.load_training_set`).
+        ``labels``: a folder of label maps matched by file name (the loss is averaged over
+        the labelled region). ``download`` without ``data``: fetch the recipe's registered
+        dataset into the cache (``data.root: null``).
+        """
+        if data is None:
+            if download:
+                if config.data.root is not None:
+                    raise ValueError(f"--download fetches a registered dataset for a recipe with data.root: null; "
+                                     f"this one reads data.root={config.data.root!r}")
+                registry_files(config.data.files, download=True)
+            return config
+        if download:
+            raise ValueError("--download fetches the recipe's registered dataset; with --data your own images are used")
+        if isinstance(data, (torch.Tensor, np.ndarray)):
+            if labels is not None:
+                raise ValueError("--labels goes with a folder of images; for tensors pass (N, 2, *S) with the "
+                                 "labelled region as channel 1")
+            return config
+        label_folder = Path(labels).expanduser().resolve() if labels is not None else None
+        if label_folder is not None and not label_folder.is_dir():
+            raise FileNotFoundError(f"--labels {labels}: no such folder")
+        files = [f.resolve() for f in expand_paths(data, IMAGE_SUFFIXES, "images")]
+        if label_folder is not None:
+            files = [f for f in files if not f.is_relative_to(label_folder)]
+            if not files:
+                raise FileNotFoundError(f"--data {data} holds no images outside the --labels folder {labels}")
+        single = isinstance(data, (str, Path)) and Path(data).expanduser().is_dir()
+        root = Path(data).expanduser().resolve() if single else Path(os.path.commonpath([f.parent for f in files]))
+        config.data.root = str(root)
+        config.data.files = [str(f.relative_to(root)) for f in files]
+        config.data.labels = None if label_folder is None else str(label_folder)
+        return config
+
     def training_data(self, data: Any = None) -> torch.Tensor:
+        if isinstance(data, np.ndarray):
+            data = torch.from_numpy(data)
         if isinstance(data, torch.Tensor):
-            expected = (1, *self.network_shape)
-            if tuple(data.shape[1:]) != expected:
-                raise ValueError(f"training images must have shape (N, {', '.join(map(str, expected))}), got {tuple(data.shape)}")
+            expected = (2 + self.spatial_dims, self.network_shape)
+            if (data.ndim, tuple(data.shape[2:])) != expected or data.shape[1] not in (1, 2):
+                shape = ", ".join(map(str, self.network_shape))
+                raise ValueError(f"training images must have shape (N, 1, {shape}) (or (N, 2, {shape}) with the "
+                                 f"labelled region as channel 1), got {tuple(data.shape)}")
+            self.data_log.kept = int(data.shape[0])
             return data.float()
-        return training_images(self.config.data, None if data is None else [str(p) for p in data])
+        if data is not None:
+            self.config = self.configure_data(self.config, data)
+        found = load_training_set(self.config.data, log=self.data_log)
+        print(f"sciogen: {found.describe(self.config.data)}", file=sys.stderr)
+        if len(found.images) < FEW_IMAGES:
+            print(f"sciogen: only {len(found.images)} training images: the network learns little about the anatomy "
+                  "(docs/your-data.md gives the recovery error measured with few images)", file=sys.stderr)
+        example = _file_part(found.files[0]) if found.dims == self.spatial_dims else "A_2D_SLICE.nii.gz"
+        self.example_output = f"samples/ --image {example}"  # what `sciogen train` suggests next
+        return found.images
 
     def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         for axis in self.config.process.flip_axes:
             flip = torch.rand(batch.shape[0], generator=generator, device=generator.device).to(batch.device) < 0.5
             batch = torch.where(flip.view(-1, *[1] * (batch.ndim - 1)), batch.flip(2 + axis), batch)
-        return self.process.loss(model, batch, generator=generator)
+        mask = batch[:, 1] if batch.shape[1] == 2 else None
+        return self.process.loss(model, batch[:, :1], generator=generator, mask=mask)
 
     # -- sampling ------------------------------------------------------------------------------
 
@@ -144,7 +211,8 @@ class DeformationGenerator(Generator):
             raise ValueError("deformation sampling needs an image to deform: pass image=PATH or a (C, *S) tensor "
                              "(sciogen sample deformation/... --image in.nii.gz)")
         img, affine = _as_image(image)
-        lab = _as_image(label)[0] if label is not None else None
+        img = _drop_singleton_axes(img, self.spatial_dims)
+        lab = _drop_singleton_axes(_as_image(label)[0], self.spatial_dims) if label is not None else None
         if lab is not None and lab.shape[1:] != img.shape[1:]:
             raise ValueError(f"label spatial shape {tuple(lab.shape[1:])} != image spatial shape {tuple(img.shape[1:])}")
         ddf, shrink = self.displacement(img, n, generator=generator, level=level, steps=steps, t_end=t_end,
@@ -170,10 +238,44 @@ class DeformationGenerator(Generator):
     # -- evaluation and files ----------------------------------------------------------------------
 
     @classmethod
-    def evaluate_samples(cls, samples: Any, reference: Any = None) -> dict[str, float]:
-        """Field measures (:func:`sciogen.deformation.evaluate`); ``reference`` is not used."""
-        return evaluate(samples)
+    def evaluate_samples(cls, samples: Any, reference: Any = None, download: bool = False) -> dict[str, float]:
+        """Field measures of ``samples`` (:func:`sciogen.deformation.evaluate`: folding,
+        determinants, magnitude, bending energy), and with ``reference`` also:
 
+        - a folder / glob of images (e.g. the training folder), a registered dataset name
+          (``mni152_2009``; ``download``: fetch it when the cache has no copy) or a tensor
+          ``(N, 1, *S)``: the deformed images against them (:func:`~sciogen.deformation.metrics.compare_images`,
+          on a 64^2 / 32^3 grid; 3D reference volumes are sliced for 2D samples as in training);
+        - a folder of fields (``*_ddf.nii.gz``, e.g. another ``sciogen sample`` output or your
+          registration fields): per-field statistics against them (:func:`~sciogen.deformation.metrics.compare_fields`).
+        """
+        out = evaluate(samples)
+        if reference is None:
+            return out
+        if isinstance(reference, (str, Path)) and Path(reference).expanduser().is_dir() \
+                and any(Path(reference).expanduser().glob("*_ddf.nii*")):
+            out.update(compare_fields(samples, cls.read_samples(Path(reference).expanduser())))
+            return out
+        images = [s["image"] for s in (samples if isinstance(samples, list) else [])
+                  if isinstance(s, dict) and s.get("image") is not None]
+        if not images:
+            raise ValueError("the samples hold no deformed images (sample_*_image.nii.gz) to compare with the reference "
+                             "images; give a folder written by sciogen sample, or --reference a folder of *_ddf fields")
+        dims = images[0].ndim - 1
+        shape = [64 if dims == 2 else 32] * dims
+        ours = torch.cat([GridMap.for_image(im.shape[1:], shape).to_network(normalize_intensity(im[:1][None].float()))
+                          for im in images])
+        if isinstance(reference, (torch.Tensor, np.ndarray)):
+            ref = torch.as_tensor(reference).float()
+            if ref.ndim != dims + 2:
+                raise ValueError(f"reference images must be (N, 1, *S) with {dims} spatial axes, "
+                                 f"got {tuple(ref.shape)}")
+            ref = torch.cat([GridMap.for_image(r.shape[1:], shape).to_network(normalize_intensity(r[:1][None]))
+                             for r in ref])
+        else:
+            ref = _reference_images(str(reference), dims, shape, download)
+        out.update(compare_images(ours, ref))
+        return out
     @classmethod
     def write_samples(cls, samples: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``sample_000_image.nii.gz``, ``_label.nii.gz``, ``_ddf.nii.gz`` ... and ``metrics.json``
@@ -192,14 +294,66 @@ class DeformationGenerator(Generator):
         return folder
 
     @classmethod
-    def read_samples(cls, path: str | Path) -> list[torch.Tensor]:
-        """The displacement fields ``(D, *S)`` of a folder written by :meth:`write_samples`
-        (``*_ddf.nii.gz``), or of one field file (.nii.gz / .npy / .pt)."""
-        path = Path(path)
+    def read_samples(cls, path: str | Path) -> list[dict[str, Any]]:
+        """The samples of a folder written by :meth:`write_samples`: dicts with ``ddf`` ``(D, *S)``
+        (``*_ddf.nii.gz``) and, when written beside it, ``image`` (``*_image.nii.gz``); or one
+        field file (.nii.gz / .npy / .pt)."""
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"no such folder or field file: {path}")
         files = sorted(path.glob("*_ddf.nii*")) if path.is_dir() else [path]
         if not files:
-            raise FileNotFoundError(f"no *_ddf.nii.gz fields in {path}")
-        return [read_field(f)[0] for f in files]
+            raise FileNotFoundError(f"no *_ddf.nii.gz fields in {path} "
+                                    f"(sciogen sample RUN --image IMAGE -n N --out {path} writes them)")
+        out = []
+        for f in files:
+            sample: dict[str, Any] = {"ddf": read_field(f)[0]}
+            image = f.with_name(f.name.replace("_ddf.nii", "_image.nii"))
+            if path.is_dir() and image.is_file():
+                sample["image"] = read_image(image)[0]
+            out.append(sample)
+        return out
+
+
+def _reference_images(reference: str, dims: int, shape: list[int], download: bool) -> torch.Tensor:
+    """Reference images ``(N, 1, *shape)`` from a folder / glob / file or a registered dataset name."""
+    from sciogen.data import dataset_names
+
+    log = RecordLog()
+    if not Path(reference).expanduser().exists() and not any(c in reference for c in "*?[") \
+            and reference in dataset_names():
+        files = registry_files(_registry_images(reference), download=download)
+    else:
+        files = [str(f) for f in expand_paths(reference, IMAGE_SUFFIXES, "images")]
+    config = DeformationDataConfig(root=str(Path.cwd()), files=[str(Path(f).resolve()) for f in files],
+                                   spatial_dims=dims, shape=shape)
+    try:
+        images = load_training_set(config, log=log).images[:, :1]
+    except ValueError as err:
+        raise ValueError(f"--reference {reference}: {err}") from None
+    log.report(None, what="reference images")
+    return images
+
+
+def _registry_images(name: str) -> list[str]:
+    """The image files of registered dataset ``name`` that the packaged deformation recipes use
+    (the MNI152 T1, not its tissue maps), else all its image files."""
+    from sciogen.data import card
+    from sciogen.recipes import load_recipe, recipe_names
+
+    used = {Path(_file_part(f)).name for r in recipe_names() if r.startswith("deformation/")
+            for f in load_recipe(r).get("data", {}).get("files", [])}
+    files = [f.name for f in card(name).files if f.name.lower().endswith(IMAGE_SUFFIXES)]
+    return [f for f in files if f in used] or files
+
+
+def _drop_singleton_axes(image: torch.Tensor, dims: int) -> torch.Tensor:
+    """``(C, *S)`` with spatial axes of size 1 removed when it has more than ``dims`` of them
+    (a 2D slice stored as an ``(X, Y, 1)`` NIfTI is a 2D image)."""
+    spatial = list(image.shape[1:])
+    if len(spatial) > dims and len(spatial) - spatial.count(1) == dims:
+        return image.reshape(image.shape[0], *[n for n in spatial if n != 1])
+    return image
 
 
 def _as_image(value: Any) -> tuple[torch.Tensor, np.ndarray]:

@@ -1,8 +1,9 @@
 """Images and displacement fields in and out: NIfTI (nibabel) with the affine kept.
 
-- :func:`read_image` reads ``.nii`` / ``.nii.gz`` (nibabel), ``.mha`` / ``.nrrd`` (SimpleITK),
-  ``.npy`` and ``file.npz:key``, returning a channel-first float tensor ``(C, *S)`` and
-  its 4x4 voxel-to-world affine (identity for arrays).
+- :func:`read_image` reads ``.nii`` / ``.nii.gz`` (nibabel), ``.mha`` / ``.mhd`` / ``.nrrd``
+  and 2D ``.png`` / ``.tif`` / ``.jpg`` (SimpleITK; colour read as grey), ``.npy`` and
+  ``file.npz:key``, returning a channel-first float tensor ``(C, *S)`` and its 4x4
+  voxel-to-world affine (identity for arrays).
 - :func:`write_image` writes a channel-first tensor with an affine (labels: integers).
 - :func:`write_field` / :func:`read_field` store a displacement ``(D, *S)`` in voxels as a
   NIfTI vector image (intent ``vector``, shape ``(*S, 1, D)``, as ITK expects); the header's
@@ -16,9 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["read_image", "write_image", "write_field", "read_field", "field_to_world", "normalize_intensity"]
+__all__ = ["IMAGE_SUFFIXES", "read_image", "write_image", "write_field", "read_field", "field_to_world", "normalize_intensity"]
 
 _NIFTI = (".nii", ".nii.gz")
+_ITK = (".mha", ".mhd", ".nrrd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+#: the image files :func:`read_image` reads
+IMAGE_SUFFIXES = (*_NIFTI, *_ITK, ".npy", ".npz")
 
 
 def _split_key(path: str | Path) -> tuple[Path, str | None]:
@@ -32,8 +36,10 @@ def _split_key(path: str | Path) -> tuple[Path, str | None]:
 def read_image(path: str | Path, channel_first: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """An image as ``(C, *S)`` float32 and its affine ``(4, 4)``.
 
-    A 3D file gives C = 1; a 4D NIfTI puts its 4th axis in the channels. ``channel_first``
-    says that an array (``.npy`` / ``.npz``) already has its channels first.
+    A 3D file gives C = 1; a 4D NIfTI puts its 4th axis in the channels; a colour PNG /
+    TIFF / JPEG is read as grey (mean of R, G, B). ``channel_first`` says that an array
+    (``.npy`` / ``.npz``) already has its channels first. An ``.npz`` holding one array
+    needs no ``:key``.
     """
     file, key = _split_key(path)
     if not file.is_file():
@@ -46,16 +52,22 @@ def read_image(path: str | Path, channel_first: bool = False) -> tuple[torch.Ten
         img = nib.load(str(file))
         data, affine = np.asarray(img.dataobj, dtype=np.float32), img.affine
         arr = data[None] if data.ndim <= 3 else np.moveaxis(data.reshape(*data.shape[:3], -1), -1, 0)
-    elif name.endswith((".mha", ".mhd", ".nrrd")):
+    elif name.endswith(_ITK):
         import SimpleITK as sitk
 
         img = sitk.ReadImage(str(file))
-        arr = sitk.GetArrayFromImage(img).astype(np.float32).T[None]  # ITK arrays are (z, y, x)
-        direction = np.array(img.GetDirection()).reshape(3, 3) * np.array(img.GetSpacing())
-        affine[:3, :3], affine[:3, 3] = direction, img.GetOrigin()
+        arr = sitk.GetArrayFromImage(img).astype(np.float32)  # ITK arrays are (z, y, x[, component])
+        if img.GetNumberOfComponentsPerPixel() > 1:
+            arr = arr[..., :3].mean(-1)  # colour -> grey
+        arr = arr.T[None]
+        d = img.GetDimension()
+        direction = np.array(img.GetDirection()).reshape(d, d) * np.array(img.GetSpacing())
+        affine[:d, :d], affine[:d, 3] = direction, img.GetOrigin()
         affine = np.diag([-1, -1, 1, 1]) @ affine  # LPS (ITK) -> RAS (NIfTI)
     elif name.endswith(".npz"):
         with np.load(file) as npz:
+            if key is None and len(npz.files) == 1:
+                key = npz.files[0]
             if key is None or key not in npz:
                 raise KeyError(f"{file}: name the array as {file}:KEY, one of {sorted(npz.files)}")
             arr = np.asarray(npz[key], dtype=np.float32)
@@ -64,7 +76,7 @@ def read_image(path: str | Path, channel_first: bool = False) -> tuple[torch.Ten
         arr = np.load(file).astype(np.float32)
         arr = arr if channel_first else arr[None]
     else:
-        raise ValueError(f"{file}: unsupported image type; use .nii, .nii.gz, .mha, .nrrd, .npy or .npz:KEY")
+        raise ValueError(f"{file}: unsupported image type; use {', '.join(IMAGE_SUFFIXES)} (or file.npz:KEY)")
     if arr.ndim not in (3, 4):
         raise ValueError(f"{path}: expected a 2D or 3D image (with channels first), got array shape {arr.shape}")
     return torch.from_numpy(np.ascontiguousarray(arr)), np.asarray(affine, dtype=np.float64)

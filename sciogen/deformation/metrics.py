@@ -14,6 +14,10 @@ MONAI's use of "negative Jacobian determinant" as the folding measure.
 - ``mean_disp_vox``, ``max_disp_vox``: the same in voxels.
 - ``bending_energy``: MONAI's ``BendingEnergyLoss`` (mean squared second derivatives, voxel
   units, not normalised).
+
+Against a reference (``sciogen evaluate deformation OUT --reference ...``):
+:func:`compare_images` (deformed images vs the training images: foreground fraction,
+intensities, sharpness) and :func:`compare_fields` (per-field statistics vs reference fields).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import torch
 
 from .fields import check_field, jacobian_determinant, voxels_to_fraction
 
-__all__ = ["field_metrics", "folding_fraction", "interior", "evaluate", "METRICS"]
+__all__ = ["field_metrics", "folding_fraction", "interior", "evaluate", "METRICS", "field_stats", "compare_fields",
+           "image_features", "compare_images", "wasserstein_1d"]
 
 METRICS = ("folding_pct", "min_det", "p1_det", "mean_disp_pct", "max_disp_pct", "mean_disp_vox", "max_disp_vox",
            "bending_energy")
@@ -116,3 +121,84 @@ def _fields(samples: Any) -> list[torch.Tensor]:
         field = item["ddf"] if isinstance(item, dict) else item
         out.append(_batch(torch.as_tensor(field)))
     return out
+
+
+# -- against a reference: the user's training images, or reference fields --------------------------
+
+FIELD_STATS = ("mean_disp_pct", "max_disp_pct", "det_std")
+
+
+def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Wasserstein-1 distance between the empirical distributions of two 1D samples,
+    ``integral |F_a(x) - F_b(x)| dx`` (exact; as ``scipy.stats.wasserstein_distance``)."""
+    a, b = a.double().flatten().sort().values, b.double().flatten().sort().values
+    points = torch.cat([a, b]).sort().values
+    cdf_a = torch.searchsorted(a, points[:-1], right=True) / a.numel()
+    cdf_b = torch.searchsorted(b, points[:-1], right=True) / b.numel()
+    return float(((cdf_a - cdf_b).abs() * points.diff()).sum())
+
+
+def field_stats(ddf: torch.Tensor, border: int = 1) -> dict[str, float]:
+    """Per-field statistics compared with a reference: mean / max ``|u|`` (% of the side) and
+    the standard deviation of ``det(I + grad u)`` over the interior (the spread of local volume change)."""
+    ddf = _batch(ddf)
+    det = interior(jacobian_determinant(ddf), border, ddf.shape[1])
+    mag = voxels_to_fraction(ddf).norm(dim=1)
+    return {"mean_disp_pct": float(mag.mean()) * 100.0, "max_disp_pct": float(mag.max()) * 100.0,
+            "det_std": float(det.std())}
+
+
+def compare_fields(samples: Any, reference: Any) -> dict[str, float]:
+    """Distances between the per-field statistics (:func:`field_stats`) of ``samples`` and of
+    ``reference`` fields (e.g. registration fields of your images): for each statistic its
+    reference mean (``ref_<stat>``) and the Wasserstein-1 distance of the two sets (``<stat>_w1``)."""
+    ours = [field_stats(f) for f in _fields(samples)]
+    theirs = [field_stats(f) for f in _fields(reference)]
+    if not theirs:
+        raise ValueError("no reference fields to compare with")
+    out: dict[str, float] = {}
+    for key in FIELD_STATS:
+        a = torch.tensor([r[key] for r in ours])
+        b = torch.tensor([r[key] for r in theirs])
+        out[f"ref_{key}"] = float(b.mean())
+        out[f"{key}_w1"] = wasserstein_1d(a, b)
+    out["ref_n"] = float(len(theirs))
+    return out
+
+
+def image_features(images: torch.Tensor, threshold: float = 0.1) -> dict[str, torch.Tensor]:
+    """Per-image features of ``(N, 1, *S)`` images in [0, 1] on a common grid: ``fg_fraction``
+    (fraction of voxels above ``threshold``) and ``sharpness`` (mean |forward difference|)."""
+    x = images[:, 0].float()
+    grads = [x.diff(dim=k).abs().flatten(1).mean(1) for k in range(1, x.ndim)]
+    return {"fg_fraction": (x > threshold).float().flatten(1).mean(1), "sharpness": sum(grads) / len(grads)}
+
+
+def compare_images(images: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
+    """Deformed images against reference images, both ``(N, 1, *S)`` in [0, 1] on the same grid.
+
+    - ``fg_fraction`` / ``ref_fg_fraction``: mean foreground fraction (intensity > 0.1), and
+      ``fg_fraction_w1`` the Wasserstein-1 distance of the two sets: a deformation that shrinks
+      or swells the object beyond the range of the reference shows here;
+    - ``intensity_w1``: Wasserstein-1 distance of the pooled intensities;
+    - ``sharpness_ratio``: mean |gradient| of the images / of the reference (< 1: blurred).
+    """
+    if images.shape[2:] != reference.shape[2:]:
+        raise ValueError(f"images {tuple(images.shape[2:])} and reference {tuple(reference.shape[2:])} "
+                         "are on different grids")
+    ours, theirs = image_features(images), image_features(reference)
+    return {
+        "fg_fraction": float(ours["fg_fraction"].mean()),
+        "ref_fg_fraction": float(theirs["fg_fraction"].mean()),
+        "fg_fraction_w1": wasserstein_1d(ours["fg_fraction"], theirs["fg_fraction"]),
+        "intensity_w1": wasserstein_1d(_subsample(images), _subsample(reference)),
+        "sharpness_ratio": float(ours["sharpness"].mean() / theirs["sharpness"].mean().clamp_min(1e-12)),
+        "ref_n": float(reference.shape[0]),
+    }
+
+
+def _subsample(x: torch.Tensor, n: int = 200_000) -> torch.Tensor:
+    flat = x[:, :1].flatten()
+    if flat.numel() <= n:
+        return flat
+    return flat[torch.linspace(0, flat.numel() - 1, n).long()]

@@ -113,12 +113,15 @@ class DeformationProcess:
         s = self.sigma(t.to(w)).view(-1, *[1] * (w.ndim - 1))
         return fraction_to_voxels(s * w)
 
-    def loss(self, model: Model, x0: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
-        """Per-sample DRDM recovery loss ``(B,)`` of clean images ``x0`` ``(B, C, *S)``."""
-        terms = self.loss_terms(model, x0, generator=generator)
+    def loss(self, model: Model, x0: torch.Tensor, *, generator: torch.Generator,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sample DRDM recovery loss ``(B,)`` of clean images ``x0`` ``(B, C, *S)``
+        (``mask`` ``(B, *S)``: the region the recovery terms are averaged over, see :meth:`loss_weights`)."""
+        terms = self.loss_terms(model, x0, generator=generator, mask=mask)
         return terms["rse"] + self.cos_weight * terms["cos"] + self.reg_weight * terms["fold"]
 
-    def loss_terms(self, model: Model, x0: torch.Tensor, *, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def loss_terms(self, model: Model, x0: torch.Tensor, *, generator: torch.Generator,
+                   mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The loss's terms, each ``(B,)``: ``rse`` (relative squared error), ``cos`` (1 - the
         mean cosine, softened by ``0.01 * mean |r*|^2`` so that voxels that barely move count
         less: 0 for the exact recovery up to those voxels, 1 for no recovery) and ``fold`` (mean of
@@ -129,7 +132,7 @@ class DeformationProcess:
         target = voxels_to_fraction(integrate_velocity(-v))
         pred_vox = integrate_velocity(self.predict_velocity(model, x_t, t))
         pred = voxels_to_fraction(pred_vox)
-        weight = self.loss_weights(x0)
+        weight = self.loss_weights(x0, mask)
         space = tuple(range(1, pred.ndim - 1))
         rse = (weight * (pred - target).square().sum(1)).sum(space) / ((weight * target.square().sum(1)).sum(space) + 1e-12)
         norm2 = (weight * target.square().sum(1)).sum(space, keepdim=True) / weight.sum(space, keepdim=True)
@@ -138,11 +141,16 @@ class DeformationProcess:
         fold = torch.relu(-jacobian_determinant(pred_vox)).flatten(1).mean(1)
         return {"rse": rse, "cos": cos_loss, "fold": fold}
 
-    def loss_weights(self, x0: torch.Tensor) -> torch.Tensor:
-        """Per-voxel weights ``(B, *S)`` of the recovery terms (see ``foreground``)."""
-        if self.foreground <= 0:
+    def loss_weights(self, x0: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-voxel weights ``(B, *S)`` of the recovery terms: ``mask`` ``(B, *S)`` (e.g. the
+        labelled region) if given, else the voxels brighter than ``foreground`` (all voxels when
+        it is 0); dilated by 2 voxels; an empty region falls back to all voxels."""
+        if mask is None and self.foreground <= 0:
             return torch.ones(x0.shape[0], *x0.shape[2:], device=x0.device, dtype=x0.dtype)
-        mask = (x0.amax(1, keepdim=True) > self.foreground).to(x0.dtype)
+        if mask is not None:
+            mask = (mask > 0).to(x0.dtype)[:, None]
+        else:
+            mask = (x0.amax(1, keepdim=True) > self.foreground).to(x0.dtype)
         pool = torch.nn.functional.max_pool2d if x0.ndim == 4 else torch.nn.functional.max_pool3d
         mask = pool(mask, 5, stride=1, padding=2)[:, 0]
         empty = mask.flatten(1).sum(1) == 0  # an empty image: fall back to all voxels
