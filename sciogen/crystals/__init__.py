@@ -4,15 +4,15 @@
 - ``network.py``: :class:`CSPNet`, the periodic E(3)-invariant denoiser (DiffCSP style).
 - ``diffcsp.py``: joint lattice / coordinate / type diffusion, loss and PC sampling.
 - ``representation.py``: pymatgen ``Structure`` <-> tensors, CDVAE's canonical cells, errors.
-- ``io.py``: CIF and CDVAE CSV in and out; ``datasets.py``: the CDVAE benchmarks.
+- ``io.py``: CIF, CDVAE CSV and extxyz in and out; ``datasets.py``: the CDVAE benchmarks and your own files.
 
 pymatgen and SMACT are imported only inside this package.
 """
 
 from .config import CrystalConfig
-from .datasets import load_cdvae, load_crystals
+from .datasets import load_cdvae, load_crystals, read_own_crystals
 from .generator import CrystalGenerator
-from .io import CrystalRecords, read_cdvae_csv, read_cif, read_structures, write_cif, write_structures
+from .io import CrystalRecords, read_cdvae_csv, read_cif, read_extxyz, read_structures, write_cif, write_structures
 from .network import CSPNet, CSPNetConfig
 from .representation import (
     CifParseError,
@@ -28,7 +28,8 @@ from .representation import (
 
 __all__ = [
     "CrystalGenerator", "CrystalConfig", "CSPNet", "CSPNetConfig",
-    "load_cdvae", "load_crystals", "CrystalRecords", "read_cdvae_csv", "read_cif", "read_structures",
+    "load_cdvae", "load_crystals", "read_own_crystals", "CrystalRecords", "read_cdvae_csv", "read_cif", "read_extxyz",
+    "read_structures",
     "write_cif", "write_structures",
     "CrystalError", "CifParseError", "PartialOccupancyError", "UnknownElementError", "CrystalTooLargeError",
     "CrystalSpec", "CrystalTensors", "to_tensors", "from_tensors",

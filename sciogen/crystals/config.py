@@ -32,14 +32,21 @@ DATASETS = ("perov_5", "carbon_24", "mp_20", "mpts_52")
 class CrystalDataConfig:
     """Training crystals.
 
+    Your own crystals (``sciogen train crystals --data PATH`` sets these): ``dataset: file``
+    with ``path`` a folder of CIFs (searched recursively), a CIF file, a CDVAE / MP-20-style
+    CSV (CIF text in the column ``column``), an extxyz file (ASE) or a glob of these.
+
     Attributes:
-        dataset: a CDVAE benchmark (:data:`DATASETS`) or ``"file"`` (``path``: a CDVAE CSV,
-            a CIF or a folder of CIFs).
-        path: local folder of the benchmark's CSV files (or the file); null: the cache.
-        split: the split trained on (Perov-5 here: ``val``, as the official train file is absent).
+        dataset: a CDVAE benchmark (:data:`DATASETS`) or ``"file"`` (your own files, ``path``).
+        path: the benchmark's local folder of CSV files (null: the dataset cache), or your files.
+        split: the benchmark split trained on (Perov-5 here: ``val``, as the official train file is absent).
         limit: only the first ``limit`` crystals (null: all).
         niggli: Niggli-reduce cells before training (CDVAE, DiffCSP).
-        max_atoms: the largest cell the model supports (null: the largest training cell).
+        max_atoms: the largest cell the model supports; larger cells of your files are skipped
+            and reported (null: the benchmark's, or 20 for files; ``--data`` sets it to the
+            largest usable cell of the data).
+        column: the CSV column holding the CIF text (``--column``).
+        download: fetch the benchmark (checksummed) into the cache when no copy is there.
     """
 
     dataset: str = "perov_5"
@@ -48,6 +55,8 @@ class CrystalDataConfig:
     limit: int | None = None
     niggli: bool = True
     max_atoms: int | None = None
+    column: str = "cif"
+    download: bool = False
 
     def __post_init__(self):
         if self.dataset not in (*DATASETS, "file"):
@@ -56,6 +65,8 @@ class CrystalDataConfig:
             raise ConfigError("data.path is required when data.dataset is 'file'")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"data.limit must be >= 1 or null, got {self.limit}")
+        if self.max_atoms is not None and self.max_atoms < 1:
+            raise ConfigError(f"data.max_atoms must be >= 1 or null, got {self.max_atoms}")
 
 
 @dataclass
@@ -69,6 +80,11 @@ class CrystalModelConfig:
         heads, head_width, head_depth, diffusion_repeats, dropout: UniGenX only (attention
             heads; the AdaLN-MLP diffusion head; noise draws per number and step).
         frac_scale: UniGenX only; fractional coordinates enter as ``frac_scale * (f - 0.5)``.
+        conditions: CSPNet only: numeric properties (CSV columns, extxyz info keys) the model
+            is trained to follow with classifier-free guidance (``--condition-on``); [] = none.
+        cond_drop: probability of replacing all conditions of a training crystal by their null
+            embedding (the unconditional model of guidance); each one is also dropped alone
+            with this probability.
     """
 
     kind: Literal["cspnet", "unigenx"] = "cspnet"
@@ -82,6 +98,8 @@ class CrystalModelConfig:
     diffusion_repeats: int = 4
     dropout: float = 0.0
     frac_scale: float = 2.0
+    conditions: list[str] = field(default_factory=list)
+    cond_drop: float = 0.1
 
     def __post_init__(self):
         sizes = (self.hidden, self.layers, self.frequencies, self.time_dim, self.heads, self.head_width,
@@ -92,6 +110,13 @@ class CrystalModelConfig:
             raise ConfigError(f"model.hidden ({self.hidden}) must be divisible by model.heads ({self.heads})")
         if not self.frac_scale > 0 or not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.frac_scale must be > 0 and model.dropout in [0, 1), got {self.frac_scale}, {self.dropout}")
+        if not 0.0 <= self.cond_drop < 1.0:
+            raise ConfigError(f"model.cond_drop must be in [0, 1), got {self.cond_drop}")
+        if len(set(self.conditions)) != len(self.conditions) or not all(isinstance(c, str) and c for c in self.conditions):
+            raise ConfigError(f"model.conditions must be distinct names, got {self.conditions}")
+        if self.conditions and self.kind == "unigenx":
+            raise ConfigError("model.conditions (--condition-on) are implemented for CSPNet models only "
+                              "(model.kind: cspnet); UniGenX models train unconditionally")
 
 
 @dataclass
@@ -138,6 +163,9 @@ class CrystalSamplingConfig:
     each number, ``steps`` per number; ``temperature`` scales the solver's starting noise
     and ``token_temperature`` the softmax of element tokens (de novo). The corrector
     options are CSPNet's only.
+
+    ``guidance`` is the default classifier-free guidance scale of models trained with
+    ``model.conditions`` (1: the plain conditional model, 0: unconditional).
     """
 
     solver: str = "pc"
@@ -148,6 +176,7 @@ class CrystalSamplingConfig:
     temperature: float = 1.0
     token_temperature: float = 1.0
     batch_size: int = 500
+    guidance: float = 1.0
 
     def __post_init__(self):
         from sciogen.diffusion import SOLVERS
@@ -158,6 +187,8 @@ class CrystalSamplingConfig:
             raise ConfigError("sampling.steps and batch_size must be >= 1, corrector_steps >= 0, step_lr > 0")
         if self.temperature < 0 or self.token_temperature < 0:
             raise ConfigError("sampling.temperature and sampling.token_temperature must be >= 0")
+        if not self.guidance >= 0:
+            raise ConfigError(f"sampling.guidance must be >= 0, got {self.guidance}")
 
 
 def _train_defaults() -> TrainConfig:

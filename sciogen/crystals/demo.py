@@ -1,8 +1,8 @@
 """``sciogen demo`` for crystals: the shipped ``crystals/perov5`` model at work.
 
 Predicts the structure of SrTiO3 (CSP, composition given), generates crystals de novo and
-scores them (structural and SMACT compositional validity; with a copy of the Perov-5 test
-file, also the CSP match rate and RMSE on the first test crystals and the Wasserstein
+scores them (structural and SMACT compositional validity; with the Perov-5 test file in the
+dataset cache (``$SCIOGEN_CACHE/perov_5``), also the CSP match rate and RMSE on the first test crystals and the Wasserstein
 distances of density and number of elements), and writes ``csp_SrTiO3/`` and ``denovo/``
 (CIF files with a ``summary.csv``), ``results.json`` and ``crystals.png`` to the output folder.
 """
@@ -23,8 +23,8 @@ def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     """Run the demo, write its files to ``out_dir`` and return the result rows."""
     from sciogen import registry
 
-    from .generator import SHARED_CRYSTALS, CrystalGenerator
-    from .io import read_cdvae_csv
+    from .datasets import load_cdvae
+    from .generator import CrystalGenerator
     from .metrics import match_rate_and_rmse, validity
 
     out_dir = Path(out_dir)
@@ -41,9 +41,11 @@ def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     rows.append({"task": f"CSP SrTiO3 ({steps} steps)", "structural validity": validity(srtio3)["structural"],
                  "a (Å), mean": sum(lengths) / max(1, len(lengths)), "s per structure": seconds})
 
-    test_file = SHARED_CRYSTALS / "perov_5" / "test.csv"
-    if test_file.is_file():
-        truth = read_cdvae_csv(test_file, limit=20 if quick else 100).structures
+    try:
+        truth = load_cdvae("perov_5", "test", limit=20 if quick else 100).structures
+    except FileNotFoundError:  # not in the cache: the demo downloads nothing
+        truth = []
+    if truth:
         start = time.perf_counter()
         preds = gen.sample(len(truth), composition=truth, steps=steps, seed=1)
         seconds = (time.perf_counter() - start) / len(truth)

@@ -16,6 +16,11 @@ Sampling is DiffCSP's predictor-corrector loop on a uniform time grid from 1 to 
 DDPM posterior step for the lattice, the D3PM step for types, the reverse-diffusion
 predictor for coordinates, followed (except at the last step) by ``corrector_steps``
 Langevin corrector steps of the coordinates with one more network call each.
+
+A network trained with scalar conditions (``cond``, ``cond_mask``) samples them with
+classifier-free guidance (Ho & Salimans 2022): every prediction (lattice, coordinate
+score, type logits) becomes ``u + guidance (c - u)``, ``u`` the prediction with every
+condition replaced by its null embedding.
 """
 
 from __future__ import annotations
@@ -52,12 +57,14 @@ def lattice_scale(scale: float, num_atoms: torch.Tensor) -> torch.Tensor:
 
 
 def crystal_loss(net, batch: dict[str, torch.Tensor], proc: CrystalProcesses, generator: torch.Generator,
-                 csp_fraction: float = 0.5, weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> torch.Tensor:
+                 csp_fraction: float = 0.5, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                 cond: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-crystal loss (B,): lattice MSE (of its process's prediction target) + coordinate
     score MSE + type cross-entropy.
 
     ``batch``: types (B, N) long (-1 = padding), frac (B, N, 3), lattice (B, 3, 3) in Å,
-    num_atoms (B,). ``weights``: (lattice, coordinates, types).
+    num_atoms (B,). ``weights``: (lattice, coordinates, types). ``cond`` (B, K) and
+    ``cond_mask`` (B, K) bool: the conditions of a conditional network (dropped ones False).
     """
     types, frac, num_atoms = batch["types"], batch["frac"], batch["num_atoms"]
     mask = types >= 0
@@ -71,7 +78,8 @@ def crystal_loss(net, batch: dict[str, torch.Tensor], proc: CrystalProcesses, ge
     frac_t, _ = proc.frac.noise(frac, t, generator=generator)
     types0 = types.clamp_min(0)
     types_t = proc.types.noise(types0, t_types, generator=generator)
-    pred = net(types_t, frac_t, lattice_t, mask, t, t_types)
+    extra = {} if cond is None else {"cond": cond, "cond_mask": cond_mask}
+    pred = net(types_t, frac_t, lattice_t, mask, t, t_types, **extra)
 
     loss_lattice = proc.lattice.prediction_loss(pred["lattice"], lattice0, eps, t)
     loss_frac = proc.frac.prediction_loss(pred["frac"], frac, frac_t, t, mask.unsqueeze(-1).to(frac.dtype))
@@ -84,8 +92,9 @@ def crystal_loss(net, batch: dict[str, torch.Tensor], proc: CrystalProcesses, ge
 @torch.no_grad()
 def sample_crystals(net, proc: CrystalProcesses, num_atoms: torch.Tensor, *, types: torch.Tensor | None = None,
                     steps: int = 200, corrector_steps: int = 1, step_lr: float = 1e-5,
-                    allowed_types: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                    allowed_types: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                    cond: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None,
+                    guidance: float = 1.0) -> dict[str, torch.Tensor]:
     """Generate crystals: structure prediction when ``types`` is given, else de novo.
 
     Args:
@@ -96,6 +105,8 @@ def sample_crystals(net, proc: CrystalProcesses, num_atoms: torch.Tensor, *, typ
         corrector_steps, step_lr: DiffCSP's Langevin corrector of the coordinates.
         allowed_types: (K,) bool, the element types de novo samples may contain (e.g. those
             of the training data); the others get zero probability in every type step.
+        cond, cond_mask: (B, K) float and bool, the conditions of a conditional network
+            (None: none given); ``guidance``: the classifier-free guidance scale.
 
     Returns: dict(types (B, N) long, -1 on padding; frac (B, N, 3); lattice (B, 3, 3) Å).
     """
@@ -115,6 +126,8 @@ def sample_crystals(net, proc: CrystalProcesses, num_atoms: torch.Tensor, *, typ
         cur_types = types.clamp_min(0)
     else:
         cur_types = proc.types.prior((b, n), generator=generator, device=dev)
+    if cond is not None:
+        net = _guided(net, cond.to(dev), cond_mask.to(dev), float(guidance))
     grid = torch.linspace(1.0, 0.0, int(steps) + 1, dtype=torch.float64)
     zeros = torch.zeros(b, device=dev)
     for i in range(int(steps)):
@@ -135,3 +148,17 @@ def sample_crystals(net, proc: CrystalProcesses, num_atoms: torch.Tensor, *, typ
                 frac = proc.frac.corrector_step(frac, pred["frac"], s, generator, step_lr)
     out_types = torch.where(mask, cur_types, torch.full_like(cur_types, -1))
     return {"types": out_types, "frac": frac, "lattice": proc.denormalise_lattice(lattice, num_atoms)}
+
+
+def _guided(net, cond: torch.Tensor, cond_mask: torch.Tensor, guidance: float):
+    """``net`` with the conditions bound and classifier-free guidance ``u + g (c - u)``."""
+    null = torch.zeros_like(cond_mask)
+
+    def call(*args):
+        c = net(*args, cond=cond, cond_mask=cond_mask)
+        if guidance == 1.0:
+            return c
+        u = net(*args, cond=cond, cond_mask=null)
+        return {k: u[k] + guidance * (c[k] - u[k]) for k in c}
+
+    return call

@@ -1,4 +1,4 @@
-"""CIF files, folders of CIFs and CDVAE-format CSV files in and out.
+"""CIF files, folders of CIFs, CDVAE-format CSV files and extxyz files in and out.
 
     >>> recs = read_cdvae_csv("perov_5/test.csv", on_error="skip")   # doctest: +SKIP
     >>> recs.structures[0], recs.ids[0], recs.properties["heat_ref"][0], recs.skipped
@@ -8,7 +8,9 @@ A CDVAE CSV has the columns ``material_id``, ``cif`` and the properties (Perov-5
 ``heat_all``, ``heat_ref``, ``dir_gap``, ``ind_gap``; MP-20: ``formation_energy_per_atom``,
 ``band_gap``, ...). CIFs are parsed with pymatgen's ``CifParser`` (``primitive=False``, as
 CDVAE builds its crystals). With ``on_error="skip"`` a bad row is left out and listed in
-``skipped`` with its row number and the reason; nothing is dropped silently.
+``skipped`` with its row number and the reason; nothing is dropped silently. Extended XYZ
+files are read with ASE (periodic frames only; numeric ``info`` keys and calculator
+results such as ``energy`` become properties).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from .representation import CifParseError, CrystalError, check_ordered
 if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.core import Structure
 
-__all__ = ["CrystalRecords", "parse_cif", "read_cif", "write_cif", "read_cdvae_csv", "read_unigenx_jsonl",
-           "read_structures", "write_structures"]
+__all__ = ["CrystalRecords", "parse_cif", "parse_cif_blocks", "read_cif", "write_cif", "read_cdvae_csv",
+           "read_unigenx_jsonl", "read_extxyz", "read_structures", "write_structures", "STRUCTURE_SUFFIXES"]
+
+#: the file types :func:`read_structures` reads (a folder: its ``.cif`` files, recursively)
+STRUCTURE_SUFFIXES = (".cif", ".csv", ".extxyz", ".xyz", ".jsonl")
 
 OnError = Literal["raise", "skip"]
 
@@ -42,6 +47,8 @@ class CrystalRecords:
         properties: {column: list of floats (NaN where empty)} aligned with ``structures``.
         skipped: (row or file, id, reason) of every input left out with ``on_error="skip"``.
         source: where the records came from.
+        origins: (file, record index) of every structure, where known (row of a CSV, data
+            block of a CIF, frame of an extxyz file; 1-based).
     """
 
     structures: list["Structure"]
@@ -49,6 +56,7 @@ class CrystalRecords:
     properties: dict[str, list[float]] = field(default_factory=dict)
     skipped: list[tuple[int | str, str, str]] = field(default_factory=list)
     source: str = ""
+    origins: list[tuple[str, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.structures)
@@ -69,6 +77,30 @@ def parse_cif(text: str, name: str = "CIF") -> "Structure":
         raise CifParseError(f"{name}: the CIF holds no structure")
     check_ordered(structures[0], name)
     return structures[0]
+
+
+def parse_cif_blocks(text: str, name: str = "CIF") -> list["Structure | CrystalError"]:
+    """Every data block of CIF text: a Structure, or the :class:`CrystalError` saying why not
+    (a block that does not parse, a disordered site). Raises :class:`CifParseError` when the
+    text holds no data block at all."""
+    from pymatgen.io.cif import CifFile, CifParser
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blocks = list(CifFile.from_str(text).data.values())
+    except Exception as exc:  # noqa: BLE001 - the CIF grammar errors of pymatgen vary
+        raise CifParseError(f"{name}: the CIF does not parse ({type(exc).__name__}: {exc})") from None
+    if not blocks or not text.strip():
+        raise CifParseError(f"{name}: no CIF data block (an empty file, or not a CIF)")
+    out: list = []
+    for k, block in enumerate(blocks, start=1):
+        where = f"{name} block {k}" if len(blocks) > 1 else name
+        try:
+            out.append(parse_cif(str(block), where))
+        except CrystalError as exc:
+            out.append(exc)
+    return out
 
 
 def read_cif(path: str | Path) -> "Structure":
@@ -99,7 +131,8 @@ def _float(value: str) -> float:
         return math.nan
 
 
-def read_cdvae_csv(path: str | Path, on_error: OnError = "raise", limit: int | None = None) -> CrystalRecords:
+def read_cdvae_csv(path: str | Path, on_error: OnError = "raise", limit: int | None = None, *, column: str = "cif",
+                   numeric: Sequence[str] = ()) -> CrystalRecords:
     """Structures of a CDVAE-format CSV (``material_id``, ``cif``, properties).
 
     Args:
@@ -107,25 +140,43 @@ def read_cdvae_csv(path: str | Path, on_error: OnError = "raise", limit: int | N
         on_error: ``"raise"`` (a :class:`CrystalError` naming the row and id) or ``"skip"``
             (left out and reported in ``skipped``).
         limit: read only the first ``limit`` rows.
+        column: the column holding the CIF text.
+        numeric: columns that must hold numbers (or be empty: a missing value, NaN); a row
+            with anything else there is an error (raised or skipped). Other columns become
+            properties with NaN where they are not numbers.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error={on_error!r}; allowed: 'raise', 'skip'")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no CSV file at {path}")
+    csv.field_size_limit(2**31 - 1)  # a CIF in one cell can pass csv's default 128 kB
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
-        if "cif" not in columns:
-            raise CrystalError(f"{path}: no 'cif' column (columns: {', '.join(columns)}); expected CDVAE's format")
-        numeric = [c for c in columns if c not in ("", "cif", "material_id", "formula")]
-        recs = CrystalRecords([], [], {c: [] for c in numeric}, [], str(path))
+        if not columns:
+            raise CrystalError(f"{path}: the file is empty (a CSV with a header row and a '{column}' column of CIF text expected)")
+        if column not in columns:
+            hint = "name the column of CIF text with --column (data.column)" if column == "cif" else "check --column"
+            raise CrystalError(f"{path}: no '{column}' column (columns: {', '.join(columns)}); {hint}")
+        missing = [c for c in numeric if c not in columns]
+        if missing:
+            raise CrystalError(f"{path}: no column {', '.join(map(repr, missing))} to condition on "
+                               f"(columns: {', '.join(columns)})")
+        props = [c for c in columns if c not in ("", column, "material_id", "formula")]
+        recs = CrystalRecords([], [], {c: [] for c in props}, [], str(path))
         for row_number, row in enumerate(reader, start=1):
             if limit is not None and row_number > limit:
                 break
             ident = row.get("material_id") or str(row_number)
             try:
-                structure = parse_cif(row["cif"], f"{path.name} row {row_number} (material_id {ident})")
+                for c in numeric:
+                    if (row.get(c) or "").strip() and not math.isfinite(_float(row[c])) and row[c].strip().lower() != "nan":
+                        raise CrystalError(f"{path.name} row {row_number} (material_id {ident}): "
+                                           f"{c}={row[c]!r} is not a number")
+                if not (row.get(column) or "").strip():
+                    raise CifParseError(f"{path.name} row {row_number} (material_id {ident}): the '{column}' cell is empty")
+                structure = parse_cif(row[column], f"{path.name} row {row_number} (material_id {ident})")
             except CrystalError as exc:
                 if on_error == "raise":
                     raise
@@ -133,7 +184,8 @@ def read_cdvae_csv(path: str | Path, on_error: OnError = "raise", limit: int | N
                 continue
             recs.structures.append(structure)
             recs.ids.append(ident)
-            for c in numeric:
+            recs.origins.append((str(path), row_number))
+            for c in props:
                 recs.properties[c].append(_float(row.get(c)))
     return recs
 
@@ -171,30 +223,107 @@ def read_unigenx_jsonl(path: str | Path, on_error: OnError = "raise") -> Crystal
     return recs
 
 
-def read_structures(path: str | Path, on_error: OnError = "raise") -> CrystalRecords:
-    """Structures from a CIF file, a folder of ``*.cif`` files, a CDVAE CSV or UniGenX JSON lines."""
+def read_extxyz(path: str | Path, on_error: OnError = "raise") -> CrystalRecords:
+    """Periodic structures of an extended XYZ file (ASE), one per frame.
+
+    A frame without a full periodic cell (``pbc`` all True and a non-singular ``Lattice=``)
+    is an error (raised or skipped); numeric scalars of a frame's ``info`` and of its
+    calculator results (``energy``, ...) become properties (NaN where a frame lacks one).
+    A frame that ASE cannot read ends the file: it is reported, and the frames after it too.
+    """
+    import ase.io
+    import numpy as np
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no extxyz file at {path}")
+    recs = CrystalRecords([], [], {}, [], str(path))
+    values: list[dict[str, float]] = []
+    frames = ase.io.iread(str(path), index=":", format="extxyz")
+    frame = 0
+    while True:
+        frame += 1
+        where = f"{path.name} frame {frame}"
+        try:
+            atoms = next(frames)
+        except StopIteration:
+            break
+        except Exception as exc:  # noqa: BLE001 - ASE raises many types for a malformed frame
+            error = CrystalError(f"{where}: ASE cannot read it ({type(exc).__name__}: {exc}); "
+                                 "the frames after it are not read")
+            if on_error == "raise" or frame == 1:
+                raise error from None
+            recs.skipped.append((frame, str(frame), str(error)))
+            break
+        try:
+            if not atoms.pbc.all() or abs(np.linalg.det(np.asarray(atoms.cell))) < 1e-6:
+                raise CrystalError(f"{where}: not a periodic crystal (pbc={atoms.pbc.tolist()}, "
+                                   f"cell volume {abs(np.linalg.det(np.asarray(atoms.cell))):.3g} Å^3); "
+                                   "give the cell with Lattice=\"...\" and pbc=\"T T T\"")
+            structure = AseAtomsAdaptor.get_structure(atoms)
+        except CrystalError as exc:
+            if on_error == "raise":
+                raise
+            recs.skipped.append((frame, str(frame), str(exc)))
+            continue
+        scalars = {k: float(v) for k, v in {**atoms.info, **(atoms.calc.results if atoms.calc else {})}.items()
+                   if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}
+        recs.structures.append(structure)
+        recs.ids.append(str(atoms.info.get("material_id", frame)))
+        recs.origins.append((str(path), frame))
+        values.append(scalars)
+    names = sorted({k for v in values for k in v})
+    recs.properties = {k: [v.get(k, math.nan) for v in values] for k in names}
+    return recs
+
+
+def read_structures(path: str | Path, on_error: OnError = "raise", *, column: str = "cif") -> CrystalRecords:
+    """Structures from a CIF file (every data block), a folder of ``*.cif`` files (searched
+    recursively), a CDVAE CSV (CIF text in ``column``), an extxyz file or UniGenX JSON lines."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.glob("*.cif"))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".cif" and not p.name.startswith("."))
         if not files:
             raise FileNotFoundError(f"{path} holds no .cif files")
         recs = CrystalRecords([], [], {}, [], str(path))
         for f in files:
-            try:
-                recs.structures.append(read_cif(f))
-                recs.ids.append(f.stem)
-            except CrystalError as exc:
-                if on_error == "raise":
-                    raise
-                recs.skipped.append((f.name, f.stem, str(exc)))
+            _add_cif_file(recs, f, on_error)
         return recs
-    if path.suffix.lower() == ".csv":
-        return read_cdvae_csv(path, on_error)
-    if path.suffix.lower() == ".cif":
-        return CrystalRecords([read_cif(path)], [path.stem], {}, [], str(path))
-    if path.suffix.lower() in (".jsonl", ".json"):
+    suffix = path.suffix.lower()
+    if not path.is_file() and suffix in STRUCTURE_SUFFIXES:
+        raise FileNotFoundError(f"no such file: {path}")
+    if suffix == ".csv":
+        return read_cdvae_csv(path, on_error, column=column)
+    if suffix == ".cif":
+        recs = CrystalRecords([], [], {}, [], str(path))
+        _add_cif_file(recs, path, on_error)
+        return recs
+    if suffix in (".extxyz", ".xyz"):
+        return read_extxyz(path, on_error)
+    if suffix in (".jsonl", ".json"):
         return read_unigenx_jsonl(path, on_error)
-    raise ValueError(f"{path}: expected a .cif file, a folder of .cif files, a CDVAE .csv or UniGenX .jsonl")
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    raise ValueError(f"{path}: expected a .cif file, a folder of .cif files, a CDVAE .csv, an .extxyz file or UniGenX .jsonl")
+
+
+def _add_cif_file(recs: CrystalRecords, path: Path, on_error: OnError) -> None:
+    """Append every data block of the CIF file ``path`` to ``recs`` (ids: the stem, ``stem#k``)."""
+    try:
+        blocks = parse_cif_blocks(path.read_text(errors="replace"), str(path))
+    except CrystalError as exc:
+        blocks = [exc]
+    for k, item in enumerate(blocks, start=1):
+        ident = path.stem if len(blocks) == 1 else f"{path.stem}#{k}"
+        if isinstance(item, CrystalError):
+            if on_error == "raise":
+                raise item
+            recs.skipped.append((str(path), str(k), str(item)))
+            continue
+        recs.structures.append(item)
+        recs.ids.append(ident)
+        recs.origins.append((str(path), k))
 
 
 def write_structures(structures: Sequence["Structure | None"], path: str | Path, prefix: str = "sample") -> Path:

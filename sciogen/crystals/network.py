@@ -17,6 +17,11 @@ periodic translation of all atoms). The outputs are
   O(3)-equivariant;
 - logits of the element types (de novo generation): (N, K_types).
 
+With ``cond_dim`` > 0 the network also takes scalar conditions (normalised properties):
+condition k contributes ``w_k c_k + b_k`` when given and a learned null embedding ``n_k``
+when not (dropped in training, unknown, or the unconditional half of classifier-free
+guidance); the sum, through an MLP, is added to the time embedding of every atom.
+
 Dense batches: all pairs of a padded (B, N) batch, masked; fine for cells of <= ~60 atoms.
 """
 
@@ -30,18 +35,40 @@ from torch import nn
 
 from sciogen.nn.embeddings import sinusoidal_embedding
 
-__all__ = ["CSPNetConfig", "CSPNet", "fourier_features"]
+__all__ = ["CSPNetConfig", "CSPNet", "ConditionEmbedding", "fourier_features"]
 
 
 @dataclass
 class CSPNetConfig:
-    """Sizes of :class:`CSPNet` (DiffCSP: hidden 512, 6 layers, 128 frequencies)."""
+    """Sizes of :class:`CSPNet` (DiffCSP: hidden 512, 6 layers, 128 frequencies); ``cond_dim``:
+    number of scalar conditions (0: unconditional, no condition parameters)."""
 
     num_types: int
     hidden: int = 256
     layers: int = 4
     frequencies: int = 32
     time_dim: int = 64
+    cond_dim: int = 0
+
+
+class ConditionEmbedding(nn.Module):
+    """Scalar conditions -> one vector: ``MLP(sum_k [w_k c_k + b_k if given else n_k])``.
+
+    Shapes: cond (B, K) float (normalised values; anything where not given),
+    given (B, K) bool -> (B, hidden).
+    """
+
+    def __init__(self, cond_dim: int, hidden: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cond_dim, hidden) / math.sqrt(hidden))
+        self.bias = nn.Parameter(torch.zeros(cond_dim, hidden))
+        self.null = nn.Parameter(torch.randn(cond_dim, hidden) / math.sqrt(hidden))
+        self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+
+    def forward(self, cond: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
+        value = cond.nan_to_num().unsqueeze(-1) * self.weight + self.bias  # (B, K, hidden)
+        per = torch.where(given.unsqueeze(-1), value, self.null.expand_as(value))
+        return self.mlp(per.sum(1))
 
 
 def fourier_features(d: torch.Tensor, frequencies: int) -> torch.Tensor:
@@ -76,7 +103,7 @@ class _Layer(nn.Module):
 class CSPNet(nn.Module):
     """Periodic invariant denoiser of (types, fractional coordinates, lattice).
 
-    ``forward(types, frac, lattice, mask, t, t_types)``:
+    ``forward(types, frac, lattice, mask, t, t_types, cond=None, cond_mask=None)``:
 
     Shapes:
         types (B, N) long in [0, K) (noisy or clean element indices; anything on padding),
@@ -98,14 +125,24 @@ class CSPNet(nn.Module):
         self.frac_out = nn.Linear(c.hidden, 3, bias=False)
         self.lattice_out = nn.Linear(c.hidden, 9, bias=False)
         self.type_out = nn.Linear(c.hidden, c.num_types)
+        # created last, and only for conditional models: unconditional ones keep their parameters
+        self.cond_embed = ConditionEmbedding(c.cond_dim, c.hidden) if c.cond_dim else None
 
-    def forward(self, types, frac, lattice, mask, t, t_types) -> dict[str, torch.Tensor]:
+    def forward(self, types, frac, lattice, mask, t, t_types, cond=None, cond_mask=None) -> dict[str, torch.Tensor]:
         b, n = types.shape
         maskf = mask.to(frac.dtype)
         time = torch.cat([sinusoidal_embedding(t, self.config.time_dim),
                           sinusoidal_embedding(t_types, self.config.time_dim)], -1).to(frac.dtype)
         h = self.type_embed(types.clamp_min(0))
-        h = self.inp(torch.cat([h, self.time_mlp(time).unsqueeze(1).expand(b, n, -1)], -1))
+        time_h = self.time_mlp(time)
+        if self.cond_embed is not None:
+            if cond is None:
+                cond = torch.zeros(b, self.config.cond_dim, dtype=frac.dtype, device=frac.device)
+                cond_mask = torch.zeros(b, self.config.cond_dim, dtype=torch.bool, device=frac.device)
+            time_h = time_h + self.cond_embed(cond.to(frac.dtype), cond_mask)
+        elif cond is not None:
+            raise ValueError("this CSPNet was built without conditions (cond_dim=0)")
+        h = self.inp(torch.cat([h, time_h.unsqueeze(1).expand(b, n, -1)], -1))
         gram = (lattice @ lattice.transpose(-1, -2)).flatten(-2)  # (B, 9)
         d = frac.unsqueeze(1) - frac.unsqueeze(2)  # (B, N, N, 3): d[b, i, j] = f_j - f_i
         edge_feat = torch.cat([gram[:, None, None, :].expand(b, n, n, 9), fourier_features(d, self.config.frequencies)], -1)

@@ -55,6 +55,7 @@ class DeformationGenerator(Generator):
     """
 
     domain = "deformation"
+    record_name = "images"
     example_output = "samples/ --image IMAGE"  # what `sciogen train` suggests after --out (set to a training file)
     config_class = DeformationConfig
     data_options = ("labels", "download")

@@ -50,6 +50,7 @@ class TimeSeriesGenerator(Generator):
     """
 
     domain = "timeseries"
+    record_name = "series"
     config_class = TimeSeriesConfig
     data_options = ("freq", "prediction_length", "column", "download")
     #: what `sciogen train` suggests for `sciogen sample --out`

@@ -92,6 +92,8 @@ class Generator(abc.ABC):
     #: ``"/"`` for a folder of one file per sample; ``sciogen sample`` checks ``--out`` against
     #: it before sampling (empty: the domain checks when writing)
     output_formats: ClassVar[tuple[str, ...]] = ()
+    #: what one training record is called in messages ("kept 20 crystals, skipped 1 ...")
+    record_name: ClassVar[str] = "records"
     #: the own-data options (of :data:`DATA_OPTIONS`) that :meth:`own_data_config` takes
     data_options: ClassVar[tuple[str, ...]] = ()
 
@@ -247,9 +249,11 @@ class Generator(abc.ABC):
         if train_options:
             self.config.train = _replace(self.config.train, train_options, "train")
         self.data_log = RecordLog()
-        dataset = self.training_data(data)
-        if distributed.is_main():
-            self.data_log.report(run_dir or self.config.train.run_dir, what=f"{self.domain} records")
+        try:
+            dataset = self.training_data(data)
+        finally:  # also when training_data refuses: the list says why
+            if distributed.is_main():
+                self.data_log.report(run_dir or self.config.train.run_dir, what=self.record_name)
         self._fit_batch_to(dataset)
         trainer = Trainer(
             self.model, self.loss, dataset, self.config.train, run_dir=run_dir, collate_fn=self.collate(),
