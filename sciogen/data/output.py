@@ -39,9 +39,11 @@ def check_destination(out: str | Path, formats: Iterable[str] = (), *, force: bo
         folder_ok = FOLDER in formats and (str(out).endswith(os.sep) or not path.suffix or path.is_dir())
         if not folder_ok:
             files = ", ".join(f for f in formats if f != FOLDER)
-            also = " or a folder (no suffix)" if FOLDER in formats else ""
-            raise ValueError(f"--out {out}: unknown output format {path.suffix or '(none)'!r}; use a file ending in "
-                             f"{files}{also}")
+            choices = [f"a file ending in {files}"] if files else []
+            if FOLDER in formats:
+                choices.append("a folder (no suffix)")
+            raise ValueError(f"--out {out}: unknown output format {''.join(path.suffixes) or '(none)'!r}; "
+                             f"use {' or '.join(choices)}")
     if path.is_symlink():
         raise ValueError(f"--out {out} is a symbolic link; sciogen does not write through links (give the real path)")
     if path.exists() and not force:
@@ -59,7 +61,8 @@ def write_atomically(write: Callable[[Any, Path], Path], samples: Any, path: str
     replaced only after the new one is complete. Nothing is left behind when ``write`` fails.
     """
     path = Path(path)
-    suffix = "".join(path.suffixes) if path.suffix else ""
+    folder = path.is_dir() or str(path).endswith(os.sep)  # a folder's temporary name has no suffix
+    suffix = "".join(path.suffixes) if path.suffix and not folder else ""
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
     tmp = path.with_name(f".{stem}-{os.getpid()}-{uuid.uuid4().hex[:8]}-partial{suffix}")  # same suffix, or none
     try:

@@ -16,10 +16,27 @@ __all__ = ["VolumeDataConfig", "VolumeModelConfig", "VolumeLatentConfig", "Volum
 class VolumeDataConfig:
     """Training volumes and the grid the network works on.
 
+    Where the volumes come from, first match wins:
+
+    - ``path`` (your own data, ``sciogen train volumes --data PATH``): a folder searched
+      recursively, a glob, a file, or a list of these, of NIfTI (``.nii``, ``.nii.gz``),
+      MetaImage (``.mha``, ``.mhd``), NRRD (``.nrrd``, ``.nhdr``) files and DICOM-series
+      folders (a folder holding ``.dcm`` files is one volume); with ``labels`` and
+      ``covariates`` as :func:`~sciogen.volumes.datasets.own_volume_records` describes.
+    - ``root`` + ``files`` (a folder of your own and names in it, e.g. the developers'
+      copy of the shipped recipe's brains).
+    - ``root: null``: the dataset registry's copy (``$SCIOGEN_CACHE``, or the checksummed
+      download of ``--download``) of those ``files`` that a dataset card lists (matched by
+      file name); the others are reported as skipped.
+
     Attributes:
-        root: folder the ``files`` are relative to (``~`` and relative paths allowed).
+        root: folder the ``files`` are relative to (``~`` and relative paths allowed); None:
+            the dataset registry's copy.
         files: volume files (NIfTI, MHA, NRRD), or ``file.npz:key`` for an array in an
             ``.npz`` (1 mm voxels, axes as ``npz_axcodes``); a 4D file contributes its first volume.
+        path: your own volumes (see above); None: ``root`` + ``files``.
+        labels: with ``path``, a folder of label volumes matched to the volumes by name.
+        covariates: with ``path``, a CSV file of per-volume numeric covariates.
         npz_axcodes: where the axes of ``.npz`` arrays point, as NIfTI orientation codes
             (``"RAS"``: identity affine; the voxelmorph scans are FreeSurfer-conformed ``"LIA"``).
         shape: the network's grid (multiples of 2^(levels - 1) of the U-Net).
@@ -31,7 +48,7 @@ class VolumeDataConfig:
         intensity: largest random gamma exponent change during training (0.2: 0.8 to 1.2).
     """
 
-    root: str = "../shared/datasets/volumes"
+    root: str | None = None
     files: list[str] = field(default_factory=lambda: [
         "nilearn_0.14.1/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
         "voxelmorph/test_scan.npz:vol",
@@ -46,8 +63,13 @@ class VolumeDataConfig:
     rotate_degrees: float = 8.0
     scale: float = 0.08
     intensity: float = 0.2
+    path: str | list[str] | None = None
+    labels: str | None = None
+    covariates: str | None = None
 
     def __post_init__(self):
+        if (self.labels or self.covariates) and not self.path:
+            raise ConfigError("data.labels and data.covariates go with data.path (your own volumes, --data PATH)")
         if len(self.shape) != 3 or any(int(n) < 8 for n in self.shape):
             raise ConfigError(f"data.shape must give 3 sizes >= 8, got {self.shape}")
         if len(self.percentiles) != 2 or not 0 <= self.percentiles[0] < self.percentiles[1] <= 100:
@@ -143,9 +165,10 @@ class VolumeConditionConfig:
             guidance needs the unconditional model too).
         guidance: default classifier-free guidance scale (1: the plain conditional model).
         image: ``"none"``, ``"lowres"`` (super-resolution from the volume averaged over
-            ``factor``^3 blocks), ``"paired"`` (a paired volume given with the training data) or
+            ``factor``^3 blocks), ``"paired"`` (a paired volume given with the training data),
             ``"masked"`` (inpainting: the volume with a region blanked, and the region's mask;
-            training blanks random boxes).
+            training blanks random boxes) or ``"label"`` (synthesis from a label map on the
+            volume's grid: ``--labels``; the whole field of view is mapped, no cropping).
         factor: the super-resolution factor of ``"lowres"``.
     """
 
@@ -157,7 +180,7 @@ class VolumeConditionConfig:
     factor: int = 2
 
     def __post_init__(self):
-        check_choice("condition.image", self.image, ("none", "lowres", "paired", "masked"))
+        check_choice("condition.image", self.image, ("none", "lowres", "paired", "masked", "label"))
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"condition.dropout must be in [0, 1), got {self.dropout}")
         if self.guidance < 0:

@@ -24,14 +24,36 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.transforms import Compose, CropForeground, Orientation, Resize, Spacing, SpatialPad
 
+from sciogen.data.records import RecordLog
+
 from .config import VolumeDataConfig
-from .io import IntensityNormalization, NotA3DVolumeError, VolumeNotFoundError, read_volume
+from .io import (IntensityNormalization, NotA3DVolumeError, VolumeError, VolumeNotFoundError, check_same_geometry,
+                 read_volume)
 
-__all__ = ["resolve_files", "load_volume", "axcodes_affine", "NetworkGrid", "training_volumes", "augment_batch"]
+__all__ = ["resolve_files", "registry_file", "load_volume", "axcodes_affine", "NetworkGrid", "training_volumes",
+           "records_on_grid", "augment_batch"]
 
 
-def resolve_files(config: VolumeDataConfig) -> list[str]:
-    """The configured files as paths (``root`` joined, ``~`` expanded); raises if one is missing."""
+def resolve_files(config: VolumeDataConfig, log: RecordLog | None = None, download: bool = False) -> list[str]:
+    """The configured files as paths (``root`` joined, ``~`` expanded); raises if one is missing.
+
+    ``root: null`` takes each file from the dataset registry's copy (:func:`registry_file`;
+    ``download``: fetch what the cache lacks, checksummed); a file no dataset card lists is
+    reported in ``log`` and left out (without ``log`` it raises).
+    """
+    if config.root is None:
+        out = []
+        for i, name in enumerate(config.files):
+            found = registry_file(name, download)
+            if found is None:
+                reason = ("not in the dataset registry (sciogen list shows its datasets); set data.root to a folder "
+                          "holding it, or train on your own volumes with --data FOLDER")
+                if log is None:
+                    raise VolumeNotFoundError(f"{name}: {reason}")
+                log.skip(name, i, reason)
+            else:
+                out.append(found)
+        return out
     root = Path(config.root).expanduser()
     out = []
     for name in config.files:
@@ -41,10 +63,41 @@ def resolve_files(config: VolumeDataConfig) -> list[str]:
         if not path.is_file():
             raise VolumeNotFoundError(
                 f"training volume {path} not found; set data.root (now {config.root!r}) to the folder holding the "
-                "volumes (the repository's ../shared/datasets/volumes) or list other files in data.files"
+                "volumes, list other files in data.files, or train on your own volumes with --data FOLDER"
             )
         out.append(f"{path}:{key}" if key else str(path))
     return out
+
+
+def registry_file(name: str, download: bool = False) -> str | None:
+    """The path of ``name`` (matched by file name) in the dataset registry's copy, or None
+    when no volumes dataset card lists it.
+
+    The copy is ``$SCIOGEN_CACHE/<dataset>/<file>`` (checked against the card's SHA-256);
+    with ``download``, a missing file is downloaded and checked. Raises FileNotFoundError
+    saying how to get it when the cache lacks it.
+    """
+    from sciogen.data import cache_dir, cards, fetch
+
+    file, _, key = name.partition(".npz:")
+    base = Path(file + ".npz" if key else file).name
+    dataset = next((c.name for c in cards().values() if c.domain == "volumes" and any(f.name == base for f in c.files)),
+                   None)
+    if dataset is None:
+        return None
+    folder = cache_dir() / dataset
+    if (folder / base).is_file():
+        fetch(dataset, path=folder, files=[base])  # checks the SHA-256
+    elif download:
+        folder = fetch(dataset, files=[base])
+    else:
+        raise VolumeNotFoundError(
+            f"{base} of the registered dataset {dataset!r} is not in the cache ({folder}); fetch it with --download "
+            f"(sciogen train volumes --download, or download=True in Python), or train on your own volumes with "
+            "--data FOLDER"
+        )
+    path = folder / base
+    return f"{path}:{key}" if key else str(path)
 
 
 def axcodes_affine(axcodes: str) -> torch.Tensor:
@@ -83,6 +136,10 @@ class NetworkGrid:
         percentiles: intensity percentiles mapped to [-1, 1].
         margin: fraction of the foreground box added on each side.
         extra: channels ``(K, X, Y, Z)`` on the volume's grid carried along (e.g. a mask).
+        crop: crop to the foreground box (plus ``margin``); False maps the whole field of view
+            (how label maps and their volumes are mapped: a label alone gives the same grid).
+        normalization: a fitted :class:`IntensityNormalization` to use instead of fitting the
+            ``percentiles`` of this volume (e.g. a fixed window for label values).
 
     Attributes:
         normalization: the fitted :class:`IntensityNormalization` (input units <-> [-1, 1]).
@@ -92,13 +149,14 @@ class NetworkGrid:
     """
 
     def __init__(self, volume: torch.Tensor, shape: Sequence[int], percentiles: Sequence[float] = (0.5, 99.5),
-                 margin: float = 0.05, extra: torch.Tensor | None = None):
+                 margin: float = 0.05, extra: torch.Tensor | None = None, crop: bool = True,
+                 normalization: IntensityNormalization | None = None):
         if volume.ndim != 4:
             raise NotA3DVolumeError(f"expected a channel-first 3D volume (C, X, Y, Z), got shape {tuple(volume.shape)}")
         if not isinstance(volume, MetaTensor):
             volume = MetaTensor(torch.as_tensor(volume).float(), affine=torch.eye(4, dtype=torch.float64))
         self.input_shape = tuple(volume.shape)
-        self.normalization = IntensityNormalization(percentiles=tuple(percentiles)).fit(volume)
+        self.normalization = normalization or IntensityNormalization(percentiles=tuple(percentiles)).fit(volume)
         image = self.normalization(volume.float())
         self.channels = image.shape[0]
         if extra is not None:  # carried along (e.g. a mask), not normalised, not used to find the foreground
@@ -108,12 +166,15 @@ class NetworkGrid:
                                  f"grid, got shape {tuple(extra.shape)}")
             image = MetaTensor(torch.cat([image.as_tensor(), extra]), meta=image.meta)
         spacing = np.sqrt((np.asarray(image.affine, dtype=np.float64)[:3, :3] ** 2).sum(0))
-        box = _foreground_box(image, margin)
-        side = max(hi - lo for lo, hi in box)
+        if crop:
+            box = _foreground_box(image, margin)
+            side, select = max(hi - lo for lo, hi in box), _above_background
+        else:
+            side, select = 0, _everything
         self.transform = Compose([
             Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
             Spacing(pixdim=float(spacing.min()), mode="bilinear", padding_mode="border"),
-            CropForeground(select_fn=lambda x: x > -0.8, channel_indices=list(range(self.channels)),
+            CropForeground(select_fn=select, channel_indices=list(range(self.channels)),
                            margin=int(math.ceil(margin * side)), allow_smaller=True),
             SpatialPad(spatial_size=-1, mode="constant", value=-1.0),  # replaced per volume below
             Resize(spatial_size=tuple(int(n) for n in shape), mode="trilinear", anti_aliasing=True),
@@ -138,6 +199,14 @@ class NetworkGrid:
         return torch.as_tensor(self.network.affine, dtype=torch.float64)
 
 
+def _above_background(x: torch.Tensor) -> torch.Tensor:
+    return x > -0.8
+
+
+def _everything(x: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(x, dtype=torch.bool)
+
+
 def _foreground_box(image: torch.Tensor, margin: float) -> list[tuple[int, int]]:
     mask = (image[0] > -0.8).numpy() if not hasattr(image, "as_tensor") else (image.as_tensor()[0] > -0.8).numpy()
     if not mask.any():
@@ -146,17 +215,106 @@ def _foreground_box(image: torch.Tensor, margin: float) -> list[tuple[int, int]]
     return [(int(i.min()), int(i.max()) + 1) for i in idx]
 
 
-def training_volumes(config: VolumeDataConfig, files: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """All training volumes on the network grid: ``((N, 1, *shape) in [-1, 1], mean grid affine (4, 4))``."""
-    files = resolve_files(config) if files is None else [str(f) for f in files]
-    items, affines = [], []
-    for path in files:
-        grid = NetworkGrid(load_volume(path, config.npz_axcodes), config.shape, config.percentiles, config.margin)
-        items.append(grid.network.as_tensor()[None])
-        affines.append(grid.affine)
-    if not items:
+def training_volumes(config: VolumeDataConfig, files: Sequence[str] | None = None,
+                     log: RecordLog | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All training volumes on the network grid: ``((N, 1, *shape) in [-1, 1], mean grid affine (4, 4))``.
+
+    With ``log``, a file that cannot be used is reported there and left out (else it raises).
+    """
+    files = resolve_files(config, log) if files is None else [str(f) for f in files]
+    if not files and log is None:
         raise ValueError("no training volumes: data.files is empty")
-    return torch.cat(items).float(), torch.stack(affines).mean(0)
+    parts, affine = records_on_grid([{"image": f} for f in files], config, log=log)
+    return parts["image"], affine
+
+
+#: what a volume that cannot be used raises: reported with its file by records_on_grid
+_UNUSABLE = (VolumeError, ValueError, KeyError, OSError)
+
+
+def records_on_grid(records: Sequence[dict], config: VolumeDataConfig, *, names: Sequence[str] = (),
+                    label: bool = False, log: RecordLog | None = None,
+                    indices: Sequence[int] | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Records ``{"image": path, "label": path, <name>: value}`` on the network grid.
+
+    Returns ``({"image": (N, 1, *shape) in [-1, 1], "label": (N, 1, *shape) in [-1, 1]
+    (with ``label``: label value / largest label * 2 - 1, the whole field of view mapped,
+    ``"label_max"``: () the largest label), <name>: (N,) float (NaN: missing)}, mean grid
+    affine (4, 4))``. A record whose volume cannot be read or mapped (corrupt, 2D, constant,
+    a label off its image's grid or with non-integer values) is reported in ``log`` with its
+    index (its position in ``records``, or ``indices[i]``) and left out; ``log.kept`` is set.
+    Without ``log`` the first such record raises.
+    """
+    d = config
+    indices = list(range(len(records))) if indices is None else list(indices)
+    usable = list(range(len(records)))
+    if label:  # first the labels alone (read again below): their largest value scales all of them
+        largest = {}
+        for i, record in enumerate(records):
+            try:
+                largest[i] = float(_label_map(record).max())
+            except _UNUSABLE as err:
+                _skip(log, record, indices[i], err)
+        usable, label_max = list(largest), max(largest.values(), default=1.0) or 1.0
+    out: dict[str, list] = {}
+    affines = []
+    for i in usable:
+        record = records[i]
+        try:
+            volume = load_volume(record["image"], d.npz_axcodes)
+            if label:
+                lab = _label_map(record)
+                check_same_geometry(volume, lab, names=("image", "label"))
+                scaled = lab.as_tensor() / label_max * 2.0 - 1.0
+                grid = NetworkGrid(volume, d.shape, d.percentiles, d.margin, extra=scaled, crop=False)
+            else:
+                grid = NetworkGrid(volume, d.shape, d.percentiles, d.margin)
+            values = [math.nan if record.get(n) is None or record.get(n) == "" else float(record[n]) for n in names]
+        except _UNUSABLE as err:
+            _skip(log, record, indices[i], err)
+            continue
+        network = grid.network.as_tensor()
+        out.setdefault("image", []).append(network[None, :1])
+        if label:
+            out.setdefault("label", []).append(network[None, 1:2])
+        for name, value in zip(names, values):
+            out.setdefault(name, []).append(value)
+        affines.append(grid.affine)
+    if log is not None:
+        log.kept = len(affines)
+        log.require(1, "volumes")
+    parts = {k: torch.cat(v).float() if k in ("image", "label") else torch.tensor(v, dtype=torch.float32)
+             for k, v in out.items()}
+    if label:
+        parts["label_max"] = torch.tensor(label_max)
+    return parts, torch.stack(affines).mean(0)
+
+
+def _label_map(record: dict) -> MetaTensor:
+    """The record's label map ``(1, X, Y, Z)``, checked to hold non-negative integers."""
+    if "label" not in record:
+        raise VolumeError("the model is conditioned on label maps (condition.image: label) and this volume has none")
+    label = read_volume(record["label"])[:1]
+    values = label.as_tensor()
+    if not torch.equal(values, values.round()) or float(values.min()) < 0:
+        raise VolumeError(f"{record['label']}: a label map holds non-negative integers; this one holds values "
+                          f"{float(values.min())} .. {float(values.max())} with fractions or negative values")
+    return label
+
+
+def _skip(log: RecordLog | None, record: dict, index: int, err: Exception) -> None:
+    if log is None:
+        raise err
+    log.skip(record.get("image"), index, unusable_reason(err, record.get("image")))
+
+
+def unusable_reason(err: Exception, source: object) -> str:
+    """Why a volume cannot be used, for a skipped-records list (its file is named beside it)."""
+    reason = str(err) if isinstance(err, VolumeError) else f"{type(err).__name__}: {err}"
+    reason = " ".join(reason.removeprefix(f"{source}: ").split())  # one line (affines print as matrices)
+    if isinstance(err, NotA3DVolumeError):
+        reason = "not a 3D volume: " + reason.split("; pass expect_3d")[0].removeprefix("expected a 3D volume, got ")
+    return reason
 
 
 def augment_batch(x: torch.Tensor, config: VolumeDataConfig, generator: torch.Generator) -> torch.Tensor:

@@ -15,6 +15,10 @@ and the dictionary transforms that put each record on the network's grid.
   network's shape; labels come out as integers.
 - :class:`VolumeDataset`: records through those transforms, optionally cached in memory
   (MONAI ``CacheDataset``); works with a ``torch.utils.data.DataLoader`` and its workers.
+- :func:`find_volumes` / :func:`own_volume_records`: a user's ``--data`` (a folder searched
+  recursively, a glob, files), ``--labels`` folder and ``--covariates`` CSV as records,
+  with the volumes, labels and rows that match nothing reported in a
+  :class:`~sciogen.data.records.RecordLog` (what ``sciogen train volumes --data`` reads).
 
     records = volume_records("scans/", labels="segmentations/", table="subjects.csv")
     dataset = VolumeDataset(records, (96, 96, 96), spacing=2.0)
@@ -28,8 +32,10 @@ it, so callers catch bad input by its type.
 from __future__ import annotations
 
 import csv
+import glob
 import math
 import os
+import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +64,8 @@ from .io import (
     read_volume,
 )
 
-__all__ = ["volume_records", "LoadVolumed", "volume_transforms", "VolumeDataset", "VolumeDatasetError"]
+__all__ = ["volume_records", "find_volumes", "own_volume_records", "covariate_columns", "LoadVolumed", "volume_transforms", "VolumeDataset",
+           "VolumeDatasetError"]
 
 _VOLUME_SUFFIXES = _NIFTI + _ITK_READ
 _RAS = (("L", "R"), ("P", "A"), ("I", "S"))
@@ -267,6 +274,213 @@ def _row_volume(folder: Path, cell: str, where: str, column: str) -> Path:
             f"{where}: {column} {cell!r} is not a volume file; use {', '.join(_VOLUME_SUFFIXES)} or a DICOM folder"
         )
     return path
+
+
+# --------------------------------------------------------------------------- a user's own data
+
+_ACCEPTED = "NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr) or folders of DICOM (.dcm) files"
+#: column names (case-insensitive) that name a volume in a covariates CSV, in order of preference
+ID_COLUMNS = ("image", "file", "filename", "path", "volume", "subject", "subject_id", "id", "name")
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Volume files and DICOM-series folders under ``folder`` (recursive; hidden names skipped)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(root)
+        if here != folder and any(f.lower().endswith(".dcm") for f in files):
+            found.append(here)
+        found += [here / f for f in files if not f.startswith(".") and _suffix(here / f) in _VOLUME_SUFFIXES]
+    return found
+
+
+def _find(data: Any) -> list[tuple[Path, Path]]:
+    """``(volume, base)`` pairs: each volume with the folder its name is taken relative to."""
+    items = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    if not items:
+        raise VolumeDatasetError("no volumes given (an empty list)")
+    found: list[tuple[Path, Path]] = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"volumes are given as paths (a folder, a glob or files), got {type(item).__name__} {item!r}")
+        text = str(item)
+        path = Path(text).expanduser()
+        if any(ch in text for ch in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))]
+            pairs = [(m, m.parent) for m in matches
+                     if (m.is_file() and _suffix(m) in _VOLUME_SUFFIXES) or _is_dicom_folder(m)]
+            if not pairs:
+                raise VolumeNotFoundError(f"the pattern {text!r} matches no volumes ({_ACCEPTED})")
+        elif _is_dicom_folder(path):
+            pairs = [(path, path.parent)]
+        elif path.is_dir():
+            pairs = [(v, path) for v in _walk(path)]
+            if not pairs:
+                raise VolumeDatasetError(f"{path}: no volumes found in this folder or below it ({_ACCEPTED})")
+        elif path.is_file():
+            if _suffix(path) not in _VOLUME_SUFFIXES:
+                raise UnsupportedFormatError(f"{path}: not a volume file; volumes are {_ACCEPTED}")
+            pairs = [(path, path.parent)]
+        else:
+            raise VolumeNotFoundError(f"{path}: no such file or folder")
+        found += pairs
+    return sorted(dict(found).items())
+
+
+def find_volumes(data: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The volumes named by ``data``: a folder (searched recursively), a glob (quote it in a
+    shell), a volume file, a DICOM-series folder (a folder holding ``.dcm`` files is one
+    volume), or a list of these; sorted, without duplicates.
+
+    Raises :class:`~sciogen.volumes.io.VolumeNotFoundError` (no such path, a glob matching
+    nothing), :class:`~sciogen.volumes.io.UnsupportedFormatError` (a file that is not a
+    volume) or :class:`VolumeDatasetError` (a folder without volumes).
+    """
+    return [volume for volume, _ in _find(data)]
+
+
+def _relative_stem(volume: Path, base: Path) -> Path:
+    """The volume's path relative to ``base`` without its volume suffix (``sub/x.nii.gz`` -> ``sub/x``)."""
+    relative = volume.relative_to(base)
+    return relative.parent / _stem(volume)
+
+
+def own_volume_records(data: Any, *, labels: str | os.PathLike | None = None,
+                       covariates: str | os.PathLike | None = None, log: Any = None,
+                       return_indices: bool = False) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], list[int]]:
+    """A user's volumes as records ``{"image": path, "label": path, <covariate>: float}``.
+
+    ``data``: as :func:`find_volumes`. Names are taken relative to the folder given (for a
+    glob or a file: relative to its own folder).
+
+    ``labels`` (a folder): the label of ``DATA/sub/x.nii.gz`` is ``LABELS/sub/x`` with any
+    volume suffix (or a DICOM folder ``LABELS/sub/x/``); the format may differ from the
+    image's. A volume without a label, with two, and a label without a volume are reported
+    in ``log`` (a :class:`~sciogen.data.records.RecordLog`; without one they raise
+    :class:`VolumeDatasetError`); such volumes are left out.
+
+    ``covariates`` (a CSV file with a header line): one column names the volumes (the first
+    column called one of :data:`ID_COLUMNS`, case-insensitive, else the first column); a
+    cell matches a volume when it equals the volume's path relative to its folder, its file
+    name (either with or without the suffix) or the first folder of its relative path (a
+    subject folder: ``sub-01`` matches ``sub-01/anat/t1.nii.gz``). Every other column whose
+    non-empty cells are all numbers is a covariate (empty cell: NaN, missing); columns with
+    text are not used (a message says so). A row that matches no volume is reported in
+    ``log`` with its CSV line; a volume that no row matches trains with its covariates
+    missing (NaN, the model's unconditional case; a message gives the count); a volume two
+    rows match is reported and left out.
+
+    With ``return_indices``, also each record's index in the sorted list of volumes found
+    (the index under which its problems are reported).
+    """
+    pairs = _find(data)
+    records: list[dict[str, Any]] = [{"image": str(volume)} for volume, _ in pairs]
+    report = _Report(log, len(records))
+    if labels is not None:
+        _attach_labels(records, pairs, _existing_folder(labels, "labels folder"), report)
+    if covariates is not None:
+        names = _attach_covariates(records, pairs, Path(covariates).expanduser(), report)
+        for record in records:
+            for name in names:
+                record.setdefault(name, math.nan)
+    kept = [i for i, keep in enumerate(report.keep) if keep]
+    records = [records[i] for i in kept]
+    return (records, kept) if return_indices else records
+
+
+class _Report:
+    """Records left out: to a RecordLog when given, else raised."""
+
+    def __init__(self, log: Any, n: int):
+        self.log, self.keep = log, [True] * n
+
+    def skip(self, source: Any, index: Any, reason: str, volume: int | None = None) -> None:
+        if self.log is None:
+            raise VolumeDatasetError(f"{source} [{index}]: {reason}")
+        self.log.skip(source, index, reason)
+        if volume is not None:
+            self.keep[volume] = False
+
+
+def _attach_labels(records: list[dict[str, Any]], pairs: list[tuple[Path, Path]], labels: Path, report: _Report) -> None:
+    candidates: dict[Path, list[Path]] = {}
+    for label in _walk(labels):
+        candidates.setdefault(label.relative_to(labels).parent / _stem(label), []).append(label)
+    used = set()
+    for i, (volume, base) in enumerate(pairs):
+        key = _relative_stem(volume, base)
+        found = candidates.get(key, [])
+        used.add(key)
+        if len(found) == 1:
+            records[i]["label"] = str(found[0])
+        elif not found:
+            expected = f"{labels / key}" + "{" + ",".join(_VOLUME_SUFFIXES) + "}"
+            report.skip(volume, i, f"no label for it: expected {expected} or a DICOM folder {labels / key}", i)
+        else:
+            report.skip(volume, i, f"more than one label for it: {', '.join(map(str, found))}; keep one", i)
+    unused = [label for key in sorted(candidates) if key not in used for label in candidates[key]]
+    for k, label in enumerate(unused):
+        report.skip(label, k, "a label without a volume: no volume of this name (any suffix) in the data")
+
+
+def covariate_columns(table: str | os.PathLike) -> tuple[str, list[str], list[str]]:
+    """The columns of a covariates CSV: ``(the column naming the volumes, the numeric
+    covariate columns, the other columns (not used))``; see :func:`own_volume_records`."""
+    return _covariate_table(Path(table).expanduser())[:3]
+
+
+def _covariate_table(table: Path) -> tuple[str, list[str], list[str], list[tuple[int, dict[str, str]]]]:
+    header, rows = _read_table(table)
+    lower = [name.lower() for name in header]
+    id_column = next((header[lower.index(c)] for c in ID_COLUMNS if c in lower), header[0])
+    numeric = [name for name in header if name != id_column
+               and all(_is_number(cells[name]) for _, cells in rows if cells[name])
+               and any(cells[name] for _, cells in rows)]
+    text = [name for name in header if name != id_column and name not in numeric]
+    if not numeric:
+        raise VolumeDatasetError(f"{table}: no numeric covariate column besides {id_column!r} (the column naming the "
+                                 f"volumes); its columns: {header}")
+    clash = [name for name in numeric if name in ("image", "label")]
+    if clash:
+        raise VolumeDatasetError(f"{table}: column(s) {clash} clash with the record keys image / label; rename them")
+    return id_column, numeric, text, rows
+
+
+def _attach_covariates(records: list[dict[str, Any]], pairs: list[tuple[Path, Path]], table: Path,
+                       report: _Report) -> list[str]:
+    """Add each row's numeric cells to the records it names; returns the covariate names."""
+    id_column, numeric, text, rows = _covariate_table(table)
+    if text:
+        print(f"sciogen: {table}: column(s) {text} hold text or nothing, not numbers; they are not used as covariates "
+              "(encode categories as numbers to use them)", file=sys.stderr)
+    index: dict[str, list[int]] = {}
+    for i, (volume, base) in enumerate(pairs):
+        relative = volume.relative_to(base)
+        keys = {relative.as_posix(), _relative_stem(volume, base).as_posix(), volume.name, _stem(volume)}
+        if len(relative.parts) > 1:
+            keys.add(relative.parts[0])
+        for key in keys:
+            index.setdefault(key, []).append(i)
+    matched: dict[int, int] = {}
+    for line, cells in rows:
+        cell = cells[id_column].replace("\\", "/")
+        hits = index.get(cell, [])
+        if not hits:
+            report.skip(table, f"line {line}", f"{id_column} {cell!r} names no volume in the data (matched against "
+                                               "relative paths, file names and subject folders)")
+        for i in hits:
+            if i in matched:
+                report.skip(pairs[i][0], i, f"two rows of {table} name it (lines {matched[i]} and {line})", i)
+                continue
+            matched[i] = line
+            for name in numeric:
+                records[i][name] = float(cells[name]) if cells[name] else math.nan
+    missing = len(records) - len(matched)
+    if missing:
+        print(f"sciogen: {missing} of {len(records)} volumes have no row in {table}; they train with their covariates "
+              "missing (the model's unconditional case)", file=sys.stderr)
+    return numeric
 
 
 # --------------------------------------------------------------------------- transforms

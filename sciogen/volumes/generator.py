@@ -23,8 +23,11 @@ intensity range), so the fine detail the network grid cannot hold is kept, with 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +38,8 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 from torch import nn
 
+from sciogen.data.output import FOLDER
+from sciogen.data.records import RecordLog
 from sciogen.diffusion import classifier_free, from_x0, inpaint, to_x0
 from sciogen.diffusion import sample as core_sample
 from sciogen.train.checkpoint import latest_checkpoint
@@ -44,8 +49,10 @@ from sciogen.train.trainer import Trainer
 from .conditioning import ConditionalUNet, blank, covariate_tensor, degrade, random_boxes
 from .config import VolumeConfig
 from .latent import LatentDiffusion, autoencoder_loss
-from .data import NetworkGrid, augment_batch, load_volume, training_volumes
-from .io import read_volume, write_volume
+from .data import (NetworkGrid, augment_batch, load_volume, records_on_grid, registry_file, resolve_files,
+                   training_volumes, unusable_reason)
+from .datasets import find_volumes, own_volume_records
+from .io import IntensityNormalization, VolumeError, read_volume, write_volume
 from .metrics import evaluate
 from .monai_interop import MonaiUNetModel, schedule_from_monai, timestep_grid
 
@@ -56,19 +63,62 @@ class VolumeGenerator(Generator):
     """3D volumes by diffusion on a MONAI U-Net. Domain ``"volumes"``.
 
     ``fit(data)`` accepts a tensor of network-ready volumes ``(N, 1, *config.data.shape)``
-    in [-1, 1], a list of volume paths, or nothing (``config.data``). A conditional model
-    (``config.condition``) takes a dict ``{"image": (N, 1, *shape), "condition": (N, 1,
-    *shape) for "paired", <covariate>: (N,) values (NaN: missing)}`` or a list of MONAI-style
-    records ``{"image": path, "condition": path, <covariate>: value}``.
+    in [-1, 1]; a folder (searched recursively), glob, volume file or DICOM folder, or a
+    list of paths (:func:`~sciogen.volumes.datasets.find_volumes`); a list of MONAI-style
+    records ``{"image": path, "label": path, "condition": path, <covariate>: value}`` (e.g.
+    :func:`~sciogen.volumes.volume_records`); or nothing (``config.data``). A conditional
+    model (``config.condition``) also takes a dict ``{"image": (N, 1, *shape), "condition":
+    (N, 1, *shape) for "paired", <covariate>: (N,) values (NaN: missing)}``. Volumes that
+    cannot be used are reported with file, index and reason (``skipped.csv`` in the run
+    folder) and left out.
+
+    Own data (``sciogen train volumes --data FOLDER [--labels DIR] [--covariates CSV]``,
+    :meth:`own_data_config`): ``--covariates`` makes the numeric columns scalar covariates
+    (sample with ``--condition name=value``), ``--labels`` trains label-to-volume synthesis
+    (``condition.image: label``; sample with ``--image LABEL``).
     """
 
     domain = "volumes"
+    record_name = "volumes"
+    output_formats = (FOLDER,)
     config_class = VolumeConfig
     example_output = "samples/"  # what `sciogen train` suggests for --out: volumes go to a folder
+    data_options = ("labels", "covariates", "download")
 
     def __init__(self, config: VolumeConfig | None = None):
         super().__init__(config)
         self.grid_affine = torch.eye(4, dtype=torch.float64)
+        self.label_max = 1.0  # the largest training label (label models map label / label_max to [-1, 1])
+
+    @classmethod
+    def own_data_config(cls, config: VolumeConfig, data: Any, *, labels: Any = None, covariates: Any = None,
+                        download: bool = False) -> VolumeConfig:
+        """Train on a user's volumes: ``data.path`` (a folder, glob, file or list of them;
+        MONAI-style records ``{"image": path}`` give their paths), ``data.labels`` /
+        ``data.covariates``; covariates become ``condition.scalars`` (the CSV's numeric
+        columns), labels ``condition.image: label``. ``data`` None with ``download``: fetch
+        the recipe's registered files into the cache now (``sciogen train volumes --download``).
+        """
+        if data is None:
+            if download:
+                resolve_files(config.data, RecordLog(), download=True)
+            return config
+        if download:
+            raise ValueError("--download fetches the recipe's registered dataset; with --data your own volumes are "
+                             "used: leave --download out")
+        paths = _paths_of(data)
+        find_volumes(paths)  # a typo or an empty folder fails now, before the model is built
+        config.data.path = paths
+        if labels is not None:
+            config.data.labels = str(labels)
+            config.condition.image = "label"
+        if covariates is not None:
+            from .datasets import covariate_columns
+
+            config.data.covariates = str(covariates)
+            config.condition.scalars = covariate_columns(Path(covariates).expanduser())[1]
+            config.condition.classes = {}
+        return config
 
     # -- parts -------------------------------------------------------------------------------
 
@@ -156,12 +206,41 @@ class VolumeGenerator(Generator):
         return autoencoder_loss(autoencoder, x, self.config.latent.kl_weight)
 
     def training_data(self, data: Any = None) -> torch.Tensor | torch.utils.data.Dataset:
+        d = self.config.data
+        if data is None and d.path:
+            return self._from_records(*own_volume_records(d.path, labels=d.labels, covariates=d.covariates,
+                                                          log=self.data_log, return_indices=True))
+        if isinstance(data, (str, os.PathLike)) or (isinstance(data, (list, tuple)) and data
+                                                     and all(isinstance(x, (str, os.PathLike)) for x in data)):
+            return self._from_records(*own_volume_records(data, log=self.data_log, return_indices=True))
+        if isinstance(data, (list, tuple)) and all(isinstance(x, dict) for x in data):
+            return self._from_records(list(data))
         if self.conditional:
             return self._conditional_data(data)
         if isinstance(data, torch.Tensor):
             return self._check_volumes(data, "training volumes")
-        volumes, self.grid_affine = training_volumes(self.config.data, None if data is None else list(data))
+        if data is not None:
+            raise TypeError(f"volumes training data is a tensor (N, 1, *shape), a folder / glob / file path (or a list "
+                            f"of them) or a list of records {{'image': path, ...}}; got {type(data).__name__}")
+        volumes, self.grid_affine = training_volumes(d, log=self.data_log)
         return volumes
+
+    def _from_records(self, records: list[dict[str, Any]],
+                      indices: Sequence[int] | None = None) -> torch.Tensor | torch.utils.data.Dataset:
+        """Records on the network grid (unusable volumes reported in ``data_log`` by ``indices``)."""
+        c = self.config.condition
+        if c.image == "paired":
+            return self._conditional_data(records)
+        for i, record in enumerate(records):
+            if not isinstance(record, dict) or "image" not in record:
+                raise ValueError(f"record {i} must be a dict with an 'image' path, got {record!r}")
+        if not records:
+            raise ValueError("no training records")
+        parts, self.grid_affine = records_on_grid(records, self.config.data, names=c.names, label=c.image == "label",
+                                                  log=self.data_log, indices=indices)
+        if "label_max" in parts:
+            self.label_max = float(parts.pop("label_max"))
+        return self._conditional_data(parts) if self.conditional else parts["image"]
 
     def _check_volumes(self, data: torch.Tensor, what: str) -> torch.Tensor:
         expected = (1, *self.network_shape)
@@ -173,11 +252,13 @@ class VolumeGenerator(Generator):
     def _conditional_data(self, data: Any) -> torch.utils.data.Dataset:
         """Images, paired condition images and covariates as one dataset of dicts."""
         c = self.config.condition
-        if data is None and (c.names or c.image == "paired"):
-            raise ValueError(f"a model conditioned on {c.names or 'a paired image'} needs training data with those "
-                             "values: fit({'image': ..., 'condition': ..., <covariate>: ...}) or a list of records")
+        if data is None and (c.names or c.image in ("paired", "label")):
+            needs = c.names or ("label maps" if c.image == "label" else "a paired image")
+            raise ValueError(f"a model conditioned on {needs} needs training data with those values: --data FOLDER with "
+                             "--labels / --covariates, fit({'image': ..., 'condition': ..., <covariate>: ...}) or a "
+                             "list of records")
         if data is None:
-            volumes, self.grid_affine = training_volumes(self.config.data)
+            volumes, self.grid_affine = training_volumes(self.config.data, log=self.data_log)
             data = {"image": volumes}
         if isinstance(data, (list, tuple)):
             data = self._read_records(data)
@@ -187,6 +268,10 @@ class VolumeGenerator(Generator):
         images = self._check_volumes(data["image"], "data['image']")
         n = images.shape[0]
         parts = {"image": images}
+        if c.image == "label":
+            if "label" not in data:
+                raise ValueError("condition.image is 'label': the training data needs 'label' maps (--labels DIR)")
+            parts["condition"] = self._check_volumes(data["label"], "data['label']")
         if c.image == "paired":
             if "condition" not in data:
                 raise ValueError("condition.image is 'paired': the training data needs 'condition' volumes")
@@ -245,10 +330,17 @@ class VolumeGenerator(Generator):
         c = self.config.condition
         cond: dict[str, torch.Tensor] = {}
         if isinstance(batch, dict):
-            volumes = batch["image"] if c.image != "paired" else torch.cat([batch["image"], batch["condition"]], 1)
-            volumes = augment_batch(volumes, self.config.data, generator)  # the same warp for image and pair
+            pair = c.image in ("paired", "label")
+            volumes = torch.cat([batch["image"], batch["condition"]], 1) if pair else batch["image"]
+            if c.image == "label":  # the same warp for volume and label map; the intensity change for the volume only
+                d = self.config.data
+                volumes = augment_batch(volumes, dataclasses.replace(d, intensity=0.0), generator)
+                still = dataclasses.replace(d, flip_axes=[], rotate_degrees=0.0, scale=0.0)
+                volumes = torch.cat([augment_batch(volumes[:, :1], still, generator), volumes[:, 1:]], 1)
+            else:
+                volumes = augment_batch(volumes, self.config.data, generator)  # the same warp for image and pair
             x0 = volumes[:, :1]
-            if c.image == "paired":
+            if pair:
                 cond["image"] = volumes[:, 1:]
             elif c.image == "lowres":
                 cond["image"] = degrade(x0, c.factor)
@@ -277,11 +369,16 @@ class VolumeGenerator(Generator):
         return (out - target).pow(2).flatten(1).mean(1)
 
     def metadata(self) -> dict[str, Any]:
-        return {"grid_affine": self.grid_affine.tolist()}
+        out: dict[str, Any] = {"grid_affine": self.grid_affine.tolist()}
+        if self.config.condition.image == "label":
+            out["label_max"] = self.label_max
+        return out
 
     def load_metadata(self, metadata) -> None:
         if "grid_affine" in metadata:
             self.grid_affine = torch.as_tensor(metadata["grid_affine"], dtype=torch.float64)
+        if "label_max" in metadata:
+            self.label_max = float(metadata["label_max"])
 
     # -- sampling -------------------------------------------------------------------------------
 
@@ -372,8 +469,9 @@ class VolumeGenerator(Generator):
             return self._inpaint_batch(model, n, image, mask, steps, solver, generator, patch_size, overlap, cond)
         if c.image != "none":
             if image is None:
+                what = "a label map on a volume's grid" if c.image == "label" else "the volume to super-resolve or translate"
                 raise ValueError(f"this model is conditioned on an image (condition.image={c.image!r}): pass image=, "
-                                 "the volume to super-resolve or translate")
+                                 f"{what} (sciogen sample --image FILE)")
             if mask is not None or level is not None or shape is not None:
                 raise ValueError("an image-conditioned model takes image= as its condition; mask=, level= and shape= "
                                  "do not apply")
@@ -403,6 +501,9 @@ class VolumeGenerator(Generator):
         """Super-resolution / translation of ``image``: generated on the network grid over the
         input's field of view, in the input's units (its percentile normalisation inverted)."""
         volume = _as_volume(image, "image")
+        if self.config.condition.image == "label":
+            return self._label_conditioned_batch(model, n, volume, steps, solver, generator, patch_size, overlap, clip,
+                                                 spacing, guidance, cond)
         grid = NetworkGrid(volume[:1], self.network_shape, self.config.data.percentiles, self.config.data.margin)
         device = next(model.parameters()).device
         source = grid.network.as_tensor()[None].to(device)
@@ -418,6 +519,28 @@ class VolumeGenerator(Generator):
         norm = grid.normalization
         return [MetaTensor(norm.inverse(x[i].float().cpu().clamp(-1.0, 1.0)), affine=grid.affine.clone(),
                            meta={"space": "RAS", "condition_image": self.config.condition.image})
+                for i in range(n)]
+
+    def _label_conditioned_batch(self, model, n, label, steps, solver, generator, patch_size, overlap, clip, spacing,
+                                 guidance, cond) -> list[MetaTensor]:
+        """Volumes for a label map: the map's whole field of view on the network grid (as in
+        training), samples in normalised units [-1, 1] with that grid's affine."""
+        values = _plain(label[:1])
+        if not torch.equal(values, values.round()) or float(values.min()) < 0:
+            raise VolumeError(f"image= must be a label map of non-negative integers, got values {float(values.min())} .. "
+                              f"{float(values.max())}")
+        window = IntensityNormalization(mode="window", window=(0.0, self.label_max))
+        grid = NetworkGrid(label[:1], self.network_shape, normalization=window, crop=False)
+        device = next(model.parameters()).device
+        source = grid.network.as_tensor()[None].to(device)
+        noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(device)
+        schedule, prediction = schedule_from_monai(self.scheduler())
+        ts = timestep_grid(schedule.num_steps, steps, spacing=self.config.sampling.spacing if spacing is None else spacing,
+                           schedule=schedule)
+        x = core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
+                        prediction=prediction, solver=solver, grid=ts, generator=generator,
+                        image=source.expand(n, -1, -1, -1, -1), **cond)
+        return [MetaTensor(x[i].float().cpu(), affine=grid.affine.clone(), meta={"space": "RAS", "condition_image": "label"})
                 for i in range(n)]
 
     def _augment_batch(self, model, n, image, level, steps, solver, generator, patch_size, overlap) -> list[MetaTensor]:
@@ -514,8 +637,8 @@ class VolumeGenerator(Generator):
     @classmethod
     def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--image", help="a volume (NIfTI / MHA / NRRD): the condition of an image-conditioned "
-                                            "model (super-resolution, translation), else the volume to make SDEdit "
-                                            "variants of")
+                                            "model (super-resolution, translation; a label map for a model trained "
+                                            "with --labels), else the volume to make SDEdit variants of")
         parser.add_argument("--condition", nargs="+", type=_covariate, metavar="NAME=VALUE",
                             help="covariates of a conditional model, e.g. --condition age=70 sex=1")
         parser.add_argument("--guidance", type=float, help="classifier-free guidance scale on the covariates (1: none)")
@@ -529,16 +652,30 @@ class VolumeGenerator(Generator):
     # -- evaluation and files ----------------------------------------------------------------------
 
     def reference_data(self) -> Any:
+        d = self.config.data
         try:
-            return training_volumes(self.config.data)[0]
-        except (FileNotFoundError, OSError):
+            if d.path:
+                records = own_volume_records(d.path, log=RecordLog())
+                return records_on_grid(records, d, log=RecordLog())[0]["image"]
+            return training_volumes(d)[0]
+        except (FileNotFoundError, OSError, ValueError):
             return None
 
     @classmethod
-    def evaluate_samples(cls, samples: Any, reference: Any = None) -> dict[str, float]:
-        """:func:`sciogen.volumes.evaluate` (``reference``: volumes or a folder of them)."""
+    def evaluate_samples(cls, samples: Any, reference: Any = None, download: bool = False) -> dict[str, float]:
+        """:func:`sciogen.volumes.evaluate` of ``samples`` against ``reference``: volumes, a
+        folder / glob / file of them (e.g. the training folder), or a registered dataset
+        name (``mni152_2009``; ``download``: fetch it when the cache has no copy).
+
+        Reference volumes from files are put on the samples' grid the way training maps its
+        volumes (RAS, foreground box, cube, resize; intensity percentiles 0.5 / 99.5 to
+        [-1, 1]), except those already on it (the samples' shape, values in [-1, 1]: e.g.
+        another run's samples), which are compared as they are.
+        """
         if isinstance(reference, (str, Path)):
-            reference = cls.read_samples(reference)
+            reference = reference_volumes(reference, tuple(_first(samples).shape[1:]), download)
+        elif download:
+            raise ValueError("download=True fetches a registered dataset named by reference=")
         return evaluate(samples, reference)
 
     @classmethod
@@ -563,6 +700,64 @@ class VolumeGenerator(Generator):
                 raise FileNotFoundError(f"no volumes (.nii.gz, .nii, .mha, .nrrd) in {path}")
             return [read_volume(f) for f in files]
         return [read_volume(path)]
+
+
+#: the images of each registered volumes dataset that serve as a reference (not its tissue maps)
+REFERENCE_FILES = {"mni152_2009": ["mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"]}
+
+
+def reference_volumes(reference: str | Path, shape: Sequence[int], download: bool = False) -> torch.Tensor:
+    """A folder / glob / file of volumes, or a registered dataset name, as ``(N, 1, *shape)``
+    (see :meth:`VolumeGenerator.evaluate_samples`); unusable volumes are reported on stderr."""
+    from .config import VolumeDataConfig
+
+    name = str(reference)
+    if name in REFERENCE_FILES and not Path(name).exists():
+        files = [registry_file(f, download) for f in REFERENCE_FILES[name]]
+    elif download:
+        raise ValueError(f"--download fetches a registered dataset; {name!r} is none of {sorted(REFERENCE_FILES)}")
+    else:
+        try:
+            files = [str(f) for f in find_volumes(name)]
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{err}; --reference is a folder, glob or file of volumes, or a registered "
+                                    f"dataset: {', '.join(sorted(REFERENCE_FILES))}") from None
+    log, config, kept = RecordLog(), VolumeDataConfig(shape=[int(n) for n in shape]), []
+    for i, file in enumerate(files):
+        try:
+            volume = load_volume(file)
+            if tuple(volume.shape[1:]) != tuple(config.shape) or float(volume.abs().max()) > 1.0 + 1e-4:
+                volume = NetworkGrid(volume, config.shape, config.percentiles, config.margin).network
+        except (VolumeError, ValueError, OSError) as err:
+            log.skip(file, i, unusable_reason(err, file))
+            continue
+        kept.append(_plain(volume)[None, :1])
+    log.kept = len(kept)
+    log.report(None, "reference volumes")
+    log.require(1, "reference volumes")
+    return torch.cat(kept).float()
+
+
+def _first(samples: Any) -> torch.Tensor:
+    return samples[0] if not isinstance(samples, torch.Tensor) or samples.ndim == 5 else samples
+
+
+def _paths_of(data: Any) -> str | list[str]:
+    """``--data`` / ``fit(data=...)`` as the ``data.path`` of a config: a path, or a list of paths
+    (records ``{"image": path}`` give their images)."""
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    if isinstance(data, (list, tuple)) and data:
+        if all(isinstance(x, (str, os.PathLike)) for x in data):
+            return [str(x) for x in data]
+        if all(isinstance(x, dict) and "image" in x for x in data):
+            extra = sorted({k for x in data for k in x} - {"image"})
+            if extra:
+                raise ValueError(f"records with {extra} do not fit in a run config: pass a folder with labels= / "
+                                 "covariates= (a CSV) instead, or fit them directly: VolumeGenerator(config).fit(records)")
+            return [str(x["image"]) for x in data]
+    raise TypeError(f"the volumes domain's data is a folder, glob or file path, a list of paths or records "
+                    f"{{'image': path}}; got {type(data).__name__}")
 
 
 def _covariate(text: str) -> tuple[str, float]:
