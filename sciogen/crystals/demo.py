@@ -23,6 +23,8 @@ def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     """Run the demo, write its files to ``out_dir`` and return the result rows."""
     from sciogen import registry
 
+    from sciogen.data.output import write_atomically
+
     from .datasets import load_cdvae
     from .generator import CrystalGenerator
     from .metrics import match_rate_and_rmse, validity
@@ -36,7 +38,7 @@ def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     start = time.perf_counter()
     srtio3 = gen.sample(4 if quick else 10, composition="SrTiO3", steps=steps, seed=0)
     seconds = (time.perf_counter() - start) / len(srtio3)
-    CrystalGenerator.write_samples(srtio3, out_dir / "csp_SrTiO3")
+    write_atomically(CrystalGenerator.write_samples, srtio3, out_dir / "csp_SrTiO3")
     lengths = [s.lattice.abc[0] for s in srtio3 if s is not None]
     rows.append({"task": f"CSP SrTiO3 ({steps} steps)", "structural validity": validity(srtio3)["structural"],
                  "a (Å), mean": sum(lengths) / max(1, len(lengths)), "s per structure": seconds})
@@ -57,7 +59,7 @@ def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     start = time.perf_counter()
     denovo = gen.sample(n, steps=steps, seed=2)
     seconds = (time.perf_counter() - start) / n
-    CrystalGenerator.write_samples(denovo, out_dir / "denovo")
+    write_atomically(CrystalGenerator.write_samples, denovo, out_dir / "denovo")
     v = validity(denovo)
     rows.append({"task": f"de novo ({n} crystals)", "structural validity": v["structural"],
                  "compositional validity": v["compositional"], "s per structure": seconds})

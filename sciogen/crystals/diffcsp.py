@@ -25,6 +25,7 @@ condition replaced by its null embedding.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -134,20 +135,48 @@ def sample_crystals(net, proc: CrystalProcesses, num_atoms: torch.Tensor, *, typ
         t = torch.full((b,), float(grid[i]), device=dev)
         s = torch.full((b,), float(grid[i + 1]), device=dev)
         last = i == int(steps) - 1
-        pred = net(cur_types, frac, lattice, mask, t, zeros if fixed else t)
-        lattice = proc.lattice.step(lattice, pred["lattice"], t, s, generator)
-        frac = proc.frac.predictor_step(frac, pred["frac"], t, None if last else s, generator)
+        pred = _checked(net(cur_types, frac, lattice, mask, t, zeros if fixed else t), mask, fixed, i, grid[i])
+        lattice = _finite(proc.lattice.step(lattice, pred["lattice"], t, s, generator), "lattice", i, grid[i + 1])
+        frac = _finite(proc.frac.predictor_step(frac, pred["frac"], t, None if last else s, generator),
+                       "coordinates", i, grid[i + 1], mask)
         if not fixed:
             logits = pred["types"]
             if allowed_types is not None:
                 logits = logits.masked_fill(~allowed_types.to(dev), float("-inf"))
             cur_types = proc.types.step(cur_types, logits, t, s, generator)
         if not last:
-            for _ in range(int(corrector_steps)):
+            for k in range(int(corrector_steps)):
                 pred = net(cur_types, frac, lattice, mask, s, zeros if fixed else s)
-                frac = proc.frac.corrector_step(frac, pred["frac"], s, generator, step_lr)
+                pred = _checked(pred, mask, True, i, grid[i + 1], f" (corrector {k + 1})")
+                frac = _finite(proc.frac.corrector_step(frac, pred["frac"], s, generator, step_lr),
+                               "coordinates", i, grid[i + 1], mask, f" (corrector {k + 1})")
     out_types = torch.where(mask, cur_types, torch.full_like(cur_types, -1))
     return {"types": out_types, "frac": frac, "lattice": proc.denormalise_lattice(lattice, num_atoms)}
+
+
+def _nonfinite(what: str, i: int, t: float, where: str = "") -> FloatingPointError:
+    return FloatingPointError(
+        f"non-finite {what} at predictor-corrector step {i}{where} (t = {float(t):.5f}); check the checkpoint's "
+        "weights, lower step_lr (DiffCSP: 5e-7 .. 1e-5) or the guidance scale")
+
+
+def _checked(pred: dict[str, torch.Tensor], mask: torch.Tensor, fixed: bool, i: int, t: float,
+             where: str = "") -> dict[str, torch.Tensor]:
+    """The network's predictions, or FloatingPointError naming the step when one is not finite
+    on the atoms (padding rows are ignored; type logits only where types are sampled)."""
+    for key, value in (("lattice", pred["lattice"]), ("frac", pred["frac"][mask])) + (
+            () if fixed else (("types", pred["types"][mask]),)):
+        if not math.isfinite(float(value.sum())):
+            raise _nonfinite(f"network output ({key})", i, t, where)
+    return pred
+
+
+def _finite(x: torch.Tensor, what: str, i: int, t: float, mask: torch.Tensor | None = None,
+            where: str = "") -> torch.Tensor:
+    """``x``, or FloatingPointError naming the step if it is not finite (on the atoms of ``mask``)."""
+    if not math.isfinite(float((x if mask is None else x[mask]).sum())):
+        raise _nonfinite(what, i, t, where)
+    return x
 
 
 def _guided(net, cond: torch.Tensor, cond_mask: torch.Tensor, guidance: float):

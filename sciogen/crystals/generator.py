@@ -25,14 +25,16 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from sciogen.data.output import FOLDER
 from sciogen.diffusion import CategoricalProcess, GaussianProcess, WrappedNormalProcess
+from sciogen.train.checks import finite_number, optional_positive_int, positive_int
 from sciogen.train.generator import Generator
 
 from .config import CrystalConfig
 from .datasets import (DEFAULT_MAX_ATOMS, STRUCTURES_PREFIX, crystal_tensors, load_cdvae, load_crystals, read_own_crystals,
                        usable_tensors)
 from .diffcsp import CrystalProcesses, crystal_loss, sample_crystals
-from .io import read_structures, write_structures
+from .io import OUTPUT_SUFFIXES, read_samples, write_structures
 from .network import CSPNet, CSPNetConfig
 from .representation import CrystalError, CrystalSpec, UnknownElementError, CrystalTensors, from_tensors, parse_composition
 from .unigenx import CrystalTokenizer, build_unigenx, sample_unigenx, unigenx_loss
@@ -71,6 +73,7 @@ class CrystalGenerator(Generator):
     config_class = CrystalConfig
     data_options = ("column", "condition_on", "download")
     example_output = "structures/"
+    output_formats = (*OUTPUT_SUFFIXES, FOLDER)
 
     def __init__(self, config: CrystalConfig | None = None):
         config = CrystalConfig() if config is None else config
@@ -335,18 +338,21 @@ class CrystalGenerator(Generator):
         ``corrector_steps``, ``step_lr``, and for models trained with conditions
         ``condition={"name": value}`` (or ``["name=value"]``) with ``guidance`` (classifier-free
         scale, default ``sampling.guidance``); UniGenX models: ``temperature``, ``token_temperature``."""
+        n = positive_int("n", n)
+        _check_sample_options(kwargs)
         if composition is not None:
-            kwargs["types"] = self.composition_types(composition, int(n))
+            kwargs["types"] = self.composition_types(composition, n)
         if condition:
-            kwargs["cond"], kwargs["cond_mask"] = self.condition_tensors(condition, int(n))
-            kwargs["guidance"] = self.config.sampling.guidance if guidance is None else float(guidance)
+            kwargs["cond"], kwargs["cond_mask"] = self.condition_tensors(condition, n)
+            kwargs["guidance"] = (self.config.sampling.guidance if guidance is None
+                                  else finite_number("guidance", guidance))
             if not kwargs["guidance"] >= 0:
                 raise ValueError(f"guidance must be >= 0, got {guidance}")
         elif guidance is not None:
             raise ValueError("guidance= is classifier-free guidance on a condition; give condition={name: value} too"
                              if self.conditions else
                              "guidance= is classifier-free guidance on conditions; this model was trained without any")
-        self._batch = kwargs.get("batch_size") or self.config.sampling.batch_size
+        self._batch = kwargs["batch_size"] or self.config.sampling.batch_size
         return super().sample(n, **kwargs)
 
     def _sample_chunk(self, index, size, seed, steps, solver, conditions):
@@ -415,18 +421,44 @@ class CrystalGenerator(Generator):
         (a folder of CIFs, a CDVAE CSV, an extxyz file, a glob)."""
         from .metrics import evaluate
 
+        unreadable = list(getattr(samples, "unreadable", ()))
+        if unreadable:
+            listed = "".join(f"\n  {reason}" if Path(where).name in reason else f"\n  {where}: {reason}"
+                             for where, reason in unreadable[:10])
+            more = f"\n  ... and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
+            print(f"sciogen: {len(unreadable)} of {len(samples)} samples could not be read; they count as invalid:"
+                  f"{listed}{more}", file=sys.stderr)
         structures = [s for s in samples if s is not None] if isinstance(samples, Sequence) else samples
         if isinstance(samples, Sequence) and not structures:
-            raise ValueError(f"none of the {len(samples)} samples is a structure (all failed); nothing to evaluate")
-        return evaluate(samples, reference=_reference_structures(reference, download), task="gen")
+            why = f" ({unreadable[0][0]}: {unreadable[0][1]})" if unreadable else " (all failed)"
+            raise ValueError(f"none of the {len(samples)} samples is a structure{why}; nothing to evaluate")
+        metrics = evaluate(samples, reference=_reference_structures(reference, download), task="gen")
+        return {**metrics, "unreadable": len(unreadable)}
 
     @classmethod
     def write_samples(cls, samples: Any, path: str | Path) -> Path:
+        """``path`` with a suffix: one file of every structure (``.cif`` blocks, a CDVAE ``.csv``,
+        ``.extxyz`` frames); without: a folder of one CIF per sample and ``summary.csv``."""
         return write_structures(samples, path)
 
     @classmethod
     def read_samples(cls, path: str | Path) -> Any:
-        return read_structures(path, on_error="skip").structures
+        """Structures of sample files, None (named in ``.unreadable``) for each item that
+        could not be read, so evaluation scores it as invalid."""
+        return read_samples(path)
+
+
+def _check_sample_options(options: dict) -> None:
+    """Check the numeric sampling options in place, before any work (None: the model's default)."""
+    for name in ("steps", "batch_size"):
+        options[name] = optional_positive_int(name, options.get(name))
+    if options.get("corrector_steps") is not None:
+        options["corrector_steps"] = positive_int("corrector_steps", options["corrector_steps"], minimum=0)
+    if options.get("step_lr") is not None and not finite_number("step_lr", options["step_lr"]) > 0:
+        raise ValueError(f"step_lr must be > 0 (the Langevin corrector's step size), got {options['step_lr']}")
+    for name in ("temperature", "token_temperature"):
+        if options.get(name) is not None and not finite_number(name, options[name]) >= 0:
+            raise ValueError(f"{name} must be >= 0, got {options[name]}")
 
 
 def _cache_structures(recs) -> Path:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.core import Structure
 
 __all__ = ["CrystalRecords", "parse_cif", "parse_cif_blocks", "read_cif", "write_cif", "read_cdvae_csv",
-           "read_unigenx_jsonl", "read_extxyz", "read_structures", "write_structures", "STRUCTURE_SUFFIXES"]
+           "read_unigenx_jsonl", "read_extxyz", "read_structures", "write_structures", "STRUCTURE_SUFFIXES",
+           "OUTPUT_SUFFIXES", "SampleStructures", "read_samples"]
 
 #: the file types :func:`read_structures` reads (a folder: its ``.cif`` files, recursively)
 STRUCTURE_SUFFIXES = (".cif", ".csv", ".extxyz", ".xyz", ".jsonl")
@@ -326,14 +327,63 @@ def _add_cif_file(recs: CrystalRecords, path: Path, on_error: OnError) -> None:
         recs.origins.append((str(path), k))
 
 
+class SampleStructures(list):
+    """Structures read back from sample files, one entry per item: a Structure, or None where
+    the item could not be read or the sample had failed; :attr:`unreadable` lists those
+    (where, reason), so that evaluation scores them as invalid instead of dropping them."""
+
+    def __init__(self, items=(), unreadable=()):
+        super().__init__(items)
+        self.unreadable: list[tuple[str, str]] = list(unreadable)
+
+
+def read_samples(path: str | Path) -> SampleStructures:
+    """Every item of sample files (anything :func:`read_structures` reads, e.g. what
+    :func:`write_structures` wrote): the readable structures, then None for each item that
+    could not be read (a CIF that does not parse, a disordered site, an empty ``cif`` cell)
+    or that ``summary.csv`` of a folder lists as failed, named in ``unreadable``."""
+    path = Path(path)
+    recs = read_structures(path, on_error="skip")
+    unreadable = [(f"{where}" if not isinstance(where, int) else f"{Path(recs.source).name} item {where}", reason)
+                  for where, _, reason in recs.skipped]
+    summary = path / "summary.csv" if path.is_dir() else None
+    if summary is not None and summary.is_file():
+        with open(summary, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if "file" in row and not (row.get("file") or "").strip():
+                    unreadable.append((f"{summary} index {row.get('index', '?')}",
+                                       "the sample failed (no finite, non-degenerate lattice); no file was written"))
+    return SampleStructures([*recs.structures, *[None] * len(unreadable)], unreadable)
+
+
+#: what :func:`write_structures` writes: one file of many structures, or a folder (no suffix)
+OUTPUT_SUFFIXES = (".cif", ".csv", ".extxyz")
+
+
 def write_structures(structures: Sequence["Structure | None"], path: str | Path, prefix: str = "sample") -> Path:
-    """Write structures as ``<prefix>_<i>.cif`` files into the folder ``path`` with a
-    ``summary.csv`` (index, file, formula, atoms, volume Å^3, density g/cm^3; failed samples
-    (None) get an empty file column), or as one CDVAE CSV when ``path`` ends in ``.csv``.
+    """Write structures to exactly ``path``; the suffix picks the format.
+
+    - no suffix: a folder of ``<prefix>_<i>.cif`` files and a ``summary.csv`` (index, file,
+      formula, atoms, volume Å^3, density g/cm^3; a failed sample (None) has an empty file);
+    - ``.cif``: one CIF with a data block ``<prefix>_<i>`` per structure;
+    - ``.csv``: a CDVAE CSV (``material_id`` = the sample's index, ``cif``, formula, atoms,
+      volume, density), one row per sample, the ``cif`` cell empty for a failed one;
+    - ``.extxyz``: one extended XYZ frame per structure (ASE; ``material_id`` = the index).
+
+    Failed samples (None) cannot be written as CIF blocks or frames: they are left out and
+    counted on stderr. Other suffixes raise a ValueError listing the known ones.
     """
+    import sys
+
     from pymatgen.io.cif import CifWriter
 
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix and suffix not in OUTPUT_SUFFIXES:
+        raise ValueError(f"{path}: unknown output format {path.suffix!r}; use a file ending in "
+                         f"{', '.join(OUTPUT_SUFFIXES)} or a folder (no suffix)")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
     rows = []
     for i, s in enumerate(structures):
         if s is None:
@@ -342,22 +392,52 @@ def write_structures(structures: Sequence["Structure | None"], path: str | Path,
         rows.append({"index": i, "file": f"{prefix}_{i:05d}.cif", "formula": s.composition.reduced_formula,
                      "atoms": len(s), "volume": f"{s.volume:.4f}", "density": f"{float(s.density):.4f}",
                      "cif": str(CifWriter(s))})
-    if path.suffix.lower() == ".csv":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_csv(path, [{"material_id": r["index"], "cif": r["cif"], "formula": r["formula"]} for r in rows if r["cif"]])
-        return path
-    path.mkdir(parents=True, exist_ok=True)
-    for r in rows:
-        if r["cif"]:
-            tmp = path / (r["file"] + ".part")
-            tmp.write_text(r["cif"])
-            tmp.replace(path / r["file"])
-    _write_csv(path / "summary.csv", [{k: v for k, v in r.items() if k != "cif"} for r in rows])
+    failed = sum(1 for r in rows if not r["cif"])
+    if failed and suffix in (".cif", ".extxyz"):
+        print(f"sciogen: {failed} of {len(rows)} samples failed (no finite, non-degenerate lattice) and are not in "
+              f"{path.name}; a .csv or a folder lists them", file=sys.stderr)
+    if suffix == ".csv":
+        _write_csv(path, [{"material_id": r["index"], "cif": r["cif"], "formula": r["formula"], "atoms": r["atoms"],
+                           "volume": r["volume"], "density": r["density"]} for r in rows])
+    elif suffix == ".cif":
+        blocks = [r["cif"].replace("data_", f"data_{prefix}_{r['index']:05d}_", 1) for r in rows if r["cif"]]
+        _write_text(path, "\n".join(blocks))
+    elif suffix == ".extxyz":
+        _write_extxyz(path, [(r["index"], s) for r, s in zip(rows, structures) if r["cif"]])
+    else:
+        if path.is_dir() and any(path.glob(f"{prefix}_*.cif")) or (path / "summary.csv").exists():
+            raise FileExistsError(f"{path} already holds samples ({prefix}_*.cif, summary.csv); choose another "
+                                  "folder (sciogen sample replaces it with --force)")
+        path.mkdir(exist_ok=True)
+        for r in rows:
+            if r["cif"]:
+                (path / r["file"]).write_text(r["cif"])
+        _write_csv(path / "summary.csv", [{k: v for k, v in r.items() if k != "cif"} for r in rows])
     return path
 
 
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _write_extxyz(path: Path, items: list[tuple[int, "Structure"]]) -> None:
+    import ase.io
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    frames = []
+    for index, structure in items:
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        atoms.info = {"material_id": f"sample_{index:05d}"}
+        frames.append(atoms)
+    tmp = path.with_name(path.name + ".part")
+    ase.io.write(str(tmp), frames, format="extxyz")
+    tmp.replace(path)
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.part")
+    tmp = path.with_name(path.name + ".part")
     with open(tmp, "w", newline="") as handle:
         fields = list(rows[0]) if rows else ["index"]
         writer = csv.DictWriter(handle, fieldnames=fields)

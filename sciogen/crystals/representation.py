@@ -240,20 +240,62 @@ def from_tensors(types: torch.Tensor, frac: torch.Tensor, lattice: torch.Tensor,
 
 def parse_composition(composition, spec: CrystalSpec | None = None) -> list[int]:
     """The atomic numbers of one cell of ``composition`` (e.g. ``"SrTiO3"``, a pymatgen
-    ``Composition`` or a dict), sorted by Z; integer amounts required."""
-    from pymatgen.core import Composition
+    ``Composition`` or a dict), sorted by Z; positive integer amounts of real elements required.
 
+    Raises :class:`CrystalError` naming the composition and the fault (not a formula, an
+    unknown element symbol, a zero, negative or fractional amount, no atoms),
+    :class:`UnknownElementError` for an element outside ``spec`` and
+    :class:`CrystalTooLargeError` for more than ``spec.max_atoms`` atoms.
+    """
+    import re
+
+    from pymatgen.core import Composition, Element
+
+    if isinstance(composition, str):
+        if not composition.strip():
+            raise CrystalError("the composition is empty; give one cell's formula, e.g. 'SrTiO3'")
+        for symbol, amount in re.findall(r"([A-Z][a-z]*)\s*(-?\d*\.?\d+)?", composition):
+            if symbol not in _SYMBOLS:
+                raise CrystalError(f"composition {composition!r}: {symbol!r} is not a chemical element symbol")
+            if amount and float(amount) <= 0:
+                raise CrystalError(f"composition {composition!r}: {symbol} has amount {amount}; amounts must be "
+                                   "positive integers (atoms in one cell)")
     try:
-        comp = composition if isinstance(composition, Composition) else Composition(composition)
+        comp = composition if isinstance(composition, Composition) else Composition(composition, strict=True)
     except Exception as exc:  # pymatgen raises several types for bad formulas
-        raise CrystalError(f"cannot parse the composition {composition!r}: {exc}") from None
+        raise CrystalError(f"cannot parse the composition {composition!r}: {exc}; give one cell's formula, "
+                           "e.g. 'SrTiO3'") from None
     zs: list[int] = []
-    for el, amount in sorted(comp.items(), key=lambda kv: kv[0].Z):
+    for el, amount in sorted(comp.items(), key=lambda kv: getattr(kv[0], "Z", 0)):
+        if not isinstance(getattr(el, "element", el), Element):
+            raise CrystalError(f"composition {composition!r}: {el} is not a chemical element")
         if abs(amount - round(amount)) > 1e-6 or round(amount) < 1:
             raise CrystalError(f"composition {composition!r}: {el} has a non-integer amount {amount}; give one cell, e.g. 'SrTiO3'")
         if spec is not None:
             spec.index(el.Z, f"composition {composition!r}")
         zs += [el.Z] * int(round(amount))
+    if not zs:
+        raise CrystalError(f"composition {composition!r} holds no atoms; give one cell's formula, e.g. 'SrTiO3'")
     if spec is not None and len(zs) > spec.max_atoms:
         raise CrystalTooLargeError(f"composition {composition!r} has {len(zs)} atoms, the model supports at most {spec.max_atoms}")
     return zs
+
+
+def _element_symbols() -> frozenset[str]:
+    from pymatgen.core import Element
+
+    return frozenset(e.symbol for e in Element) | {"D", "T"}
+
+
+class _LazySymbols:
+    """The element symbols pymatgen knows, built on first use (pymatgen imports lazily)."""
+
+    _symbols: frozenset[str] | None = None
+
+    def __contains__(self, symbol: str) -> bool:
+        if self._symbols is None:
+            type(self)._symbols = _element_symbols()
+        return symbol in self._symbols
+
+
+_SYMBOLS = _LazySymbols()

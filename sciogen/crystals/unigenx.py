@@ -43,6 +43,7 @@ the model generates lattice and coordinates). :class:`CrystalGrammar` is the
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import torch
@@ -244,8 +245,14 @@ class CrystalGrammar:
         self.counts = counts
         self.composition = composition
         self.allowed_types = allowed_types
+        #: the sequence position being generated (for error messages)
+        self.position = 0
 
     def __call__(self, position: int, logits: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        self.position = position
+        if not math.isfinite(float(logits.sum())):
+            raise FloatingPointError(f"non-finite token logits at UniGenX sequence position {position} "
+                                     f"({_slot(position, prefix)}); check the checkpoint's weights")
         b, v = logits.shape
         dev = logits.device
         n_el = (prefix >= FIRST_ELEMENT).sum(1)
@@ -276,6 +283,12 @@ class CrystalGrammar:
         numbers = torch.where((n_num < 3 + n_el)[:, None], one(NUM), one(EOS))
         allowed = torch.where(after[:, None], numbers, before)
         return logits.masked_fill(~allowed, float("-inf"))
+
+
+def _slot(position: int, prefix: torch.Tensor) -> str:
+    """What the layout puts at ``position`` (from the first sequence's tokens so far)."""
+    first = prefix[0].tolist() if prefix.numel() else []
+    return "a number" if COORD in first else "an element or COORD"
 
 
 def build_unigenx(spec: CrystalSpec, dim: int = 128, depth: int = 4, heads: int = 4, head_width: int = 256,
@@ -368,10 +381,20 @@ def sample_unigenx(model: TokenAR, tokenizer: CrystalTokenizer, n: int, scale: f
         counts = torch.multinomial(probs.float().to(gdev), n, replacement=True, generator=generator).to(dev)
     grammar = CrystalGrammar(tokenizer, counts=counts, composition=comp, allowed_types=allowed_types)
     prompt = torch.full((n, 1), BOS, dtype=torch.long, device=dev)
-    seq = model.generate(prompt, length=tokenizer.max_len, solver=solver, steps=steps, temperature=temperature,
-                         token_temperature=token_temperature, generator=generator, logits_processor=grammar,
-                         **sample_options)
+    try:
+        seq = model.generate(prompt, length=tokenizer.max_len, solver=solver, steps=steps, temperature=temperature,
+                             token_temperature=token_temperature, generator=generator, logits_processor=grammar,
+                             **sample_options)
+    except FloatingPointError as err:
+        if "UniGenX sequence position" in str(err):
+            raise
+        raise FloatingPointError(f"UniGenX sequence position {grammar.position} (a number's diffusion head): "
+                                 f"{err}") from None
     out = tokenizer.decode(seq, scale)
+    ok = out["ok"]
+    if not (math.isfinite(float(out["lattice"][ok].sum())) and math.isfinite(float(out["frac"][ok].sum()))):
+        raise FloatingPointError("UniGenX sampling produced a non-finite lattice or coordinate; "
+                                 "check the checkpoint's weights")
     if order is not None:  # back to the order of the given types
         inverse = order.argsort(dim=1)
         out["types"] = out["types"].gather(1, inverse)
