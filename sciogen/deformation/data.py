@@ -21,7 +21,7 @@ from sciogen.data.records import RecordLog, expand_paths
 
 from .config import DeformationDataConfig
 from .grid import GridMap
-from .io import IMAGE_SUFFIXES, normalize_intensity, read_image
+from .io import IMAGE_SUFFIXES, MIN_SIDE, normalize_intensity, read_image
 
 __all__ = ["IMAGE_SUFFIXES", "TrainingSet", "resolve_files", "registry_files", "match_labels", "read_training_image",
            "load_training_set", "training_images", "volume_slices", "brain_phantom"]
@@ -150,15 +150,15 @@ def match_labels(files: Sequence[str], folder: str | Path, root: str | Path | No
 def read_training_image(path: str | Path) -> torch.Tensor:
     """One image as ``(C, *S)`` float32 with singleton spatial axes removed (a ``(X, Y, 1)`` NIfTI
     is 2D), checked: raises ValueError naming what is wrong (empty, too small, NaN, constant)."""
-    image, _ = read_image(path)
+    image, _ = read_image(path, geometry=False)  # training needs the voxels only
     if image.numel() == 0:
         raise ValueError(f"empty image (array shape {tuple(image.shape)})")
     spatial = [n for n in image.shape[1:] if n > 1]
     if len(spatial) < 2:
         raise ValueError(f"not a 2D image or 3D volume (array shape {tuple(image.shape)})")
     image = image.reshape(image.shape[0], *spatial)
-    if min(spatial) < 4:
-        raise ValueError(f"too small: spatial shape {tuple(spatial)} (at least 4 voxels per side)")
+    if min(spatial) < MIN_SIDE:
+        raise ValueError(f"too small: spatial shape {tuple(spatial)} (at least {MIN_SIDE} voxels per side)")
     if not bool(torch.isfinite(image).all()):
         raise ValueError("NaN or infinite intensities")
     if float(image[0].max()) == float(image[0].min()):

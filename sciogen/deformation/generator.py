@@ -21,28 +21,85 @@ import json
 import os
 import sys
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from sciogen.data.output import FOLDER
 from sciogen.data.records import RecordLog, expand_paths
+from sciogen.train.checks import finite_array, finite_number, optional_positive_int, positive_int
 from sciogen.train.generator import Generator
 
 from .config import DeformationConfig, DeformationDataConfig
 from .data import _file_part, load_training_set, registry_files
-from .fields import limit_folding, warp
+from .fields import PADDINGS, limit_folding, warp
 from .grid import GridMap
-from .io import IMAGE_SUFFIXES, normalize_intensity, read_field, read_image, write_field, write_image
+from .io import (IMAGE_SUFFIXES, MIN_SIDE, check_affine, normalize_intensity, read_field, read_image, write_field,
+                 write_image)
 from .metrics import compare_fields, compare_images, evaluate
 from .network import RecoveryUNet
 from .process import DeformationProcess
 
-__all__ = ["DeformationGenerator", "export_model"]
+__all__ = ["DeformationGenerator", "export_model", "check_sampling_options"]
 
 #: fewer training images (after slicing) than this print a warning
 FEW_IMAGES = 8
+
+
+def check_sampling_options(level: Any = None, steps: Any = None, t_end: Any = None, min_det: Any = None,
+                           padding_mode: Any = None) -> dict[str, Any]:
+    """The sampling options as numbers, each checked on its own (None: the model's default);
+    a ValueError names the bad option and its value.
+
+    ``level`` in (0, 1], ``steps`` >= 1, ``t_end`` in [0, level), ``min_det`` (the smallest
+    Jacobian determinant allowed) in [0, 1), ``padding_mode`` one of :data:`~sciogen.deformation.fields.PADDINGS`.
+    """
+    if level is not None:
+        level = finite_number("level", level)
+        if not 0.0 < level <= 1.0:
+            raise ValueError(f"level must be in (0, 1] (the level T' of the initial random deformation), got {level}")
+    steps = optional_positive_int("steps", steps)
+    if t_end is not None:
+        t_end = finite_number("t_end", t_end)
+        if not 0.0 <= t_end < 1.0:
+            raise ValueError(f"t_end must be in [0, 1) (the level where recovery stops), got {t_end}")
+        if level is not None and t_end >= level:
+            raise ValueError(f"t_end must be below level: got t_end={t_end}, level={level}")
+    if min_det is not None:
+        min_det = finite_number("min_det", min_det)
+        if not 0.0 <= min_det < 1.0:
+            raise ValueError(f"min_det (the smallest Jacobian determinant allowed: 0 forbids folding, 1 is the "
+                             f"identity) must be in [0, 1), got {min_det}")
+    if padding_mode is not None and padding_mode not in PADDINGS:
+        raise ValueError(f"padding_mode must be one of {PADDINGS}; got {padding_mode!r}")
+    return {"level": level, "steps": steps, "t_end": t_end, "min_det": min_det, "padding_mode": padding_mode}
+
+
+def check_image(name: str, value: Any, dims: int) -> torch.Tensor:
+    """``value`` as a finite float tensor ``(C, *S)`` with ``dims`` spatial axes of at least
+    :data:`~sciogen.deformation.io.MIN_SIDE` voxels; a ValueError names ``name`` otherwise."""
+    image = finite_array(name, value.as_tensor() if hasattr(value, "as_tensor") else value)
+    if image.ndim >= 2 and (image.numel() == 0 or min(image.shape[1:]) < MIN_SIDE):
+        raise ValueError(f"{name} is too small to deform: shape {tuple(image.shape)} (channel-first; at least "
+                         f"{MIN_SIDE} voxels per side)")
+    if image.ndim != dims + 1:
+        raise ValueError(
+            f"this model deforms {dims}D images given channel-first as (C, "
+            f"{', '.join('S%d' % i for i in range(dims))}); got {name} of shape {tuple(image.shape)}"
+        )
+    return image
+
+
+@dataclass(frozen=True)
+class _Input:
+    """An image (and label map) read and checked once by :meth:`DeformationGenerator.sample`."""
+
+    image: torch.Tensor
+    affine: np.ndarray
+    label: torch.Tensor | None
 
 
 class DeformationGenerator(Generator):
@@ -58,6 +115,7 @@ class DeformationGenerator(Generator):
     record_name = "images"
     example_output = "samples/ --image IMAGE"  # what `sciogen train` suggests after --out (set to a training file)
     config_class = DeformationConfig
+    output_formats = (FOLDER,)  # a folder of NIfTI files: sample_000_image.nii.gz, _label, _ddf, metrics.json
     data_options = ("labels", "download")
 
     # -- parts -----------------------------------------------------------------------------
@@ -167,20 +225,14 @@ class DeformationGenerator(Generator):
 
         Options default to ``config.sampling``. The fields are computed on the network grid,
         resampled to the image grid and projected so that ``det(I + grad u) >= min_det``.
+        The image must be finite (ValueError naming it, before any work); non-finite values
+        during the recovery raise FloatingPointError naming the step.
         """
-        s = self.config.sampling
-        level = s.level if level is None else float(level)
-        steps = s.steps if steps is None else int(steps)
-        t_end = s.t_end if t_end is None else float(t_end)
-        min_det = s.min_det if min_det is None else float(min_det)
+        n = positive_int("n", n)
+        level, steps, t_end, min_det = self.sampling_options(level, steps, t_end, min_det)
+        image = check_image("image", image, self.spatial_dims)
         model = (model or self.sampling_model).eval()
         device = next(model.parameters()).device
-        image = torch.as_tensor(image).float()
-        if image.ndim != self.spatial_dims + 1:
-            raise ValueError(
-                f"this model deforms {self.spatial_dims}D images given channel-first as (C, "
-                f"{', '.join('S%d' % i for i in range(self.spatial_dims))}); got shape {tuple(image.shape)}"
-            )
         grid = GridMap.for_image(image.shape[1:], self.network_shape)
         x = grid.to_network(normalize_intensity(image[:1][None]).to(device)).expand(int(n), -1, *self.network_shape)
         # one generator per sample, seeded from ``generator``: sample i does not depend on n
@@ -190,6 +242,53 @@ class DeformationGenerator(Generator):
                          for k in seeds])
         ddf = self.process.recover(model, x, level=level, steps=steps, t_end=t_end, generator=generator, eps=eps)
         return limit_folding(grid.to_image(ddf), min_det=min_det)
+
+    def sampling_options(self, level: Any = None, steps: Any = None, t_end: Any = None,
+                         min_det: Any = None) -> tuple[float, int, float, float]:
+        """``(level, steps, t_end, min_det)`` checked (:func:`check_sampling_options`), None
+        taken from ``config.sampling``; ``t_end`` must be below ``level``."""
+        given = check_sampling_options(level, steps, t_end, min_det)
+        s = self.config.sampling
+        level = s.level if given["level"] is None else given["level"]
+        steps = s.steps if given["steps"] is None else given["steps"]
+        t_end = s.t_end if given["t_end"] is None else given["t_end"]
+        min_det = s.min_det if given["min_det"] is None else given["min_det"]
+        if t_end >= level:
+            raise ValueError(f"t_end must be below level: got t_end={t_end}, level={level} (None takes the model's "
+                             f"sampling.t_end={s.t_end} / sampling.level={s.level})")
+        return float(level), int(steps), float(t_end), float(min_det)
+
+    def sample(self, n: int, *, steps: int | None = None, solver: str | None = None, seed: int | None = None,
+               batch_size: int | None = None, **conditions) -> list[dict[str, Any]]:
+        """:meth:`Generator.sample` (``image=``, ``label=``, ``level=``, ``t_end=``, ``min_det=``,
+        ``padding_mode=``), with every option and the image / label map read and checked once,
+        before any sampling: a ValueError names the bad one."""
+        positive_int("n", n)
+        optional_positive_int("batch_size", batch_size)
+        options = check_sampling_options(conditions.get("level"), steps, conditions.get("t_end"),
+                                         conditions.get("min_det"), conditions.get("padding_mode"))
+        self.sampling_options(options["level"], options["steps"], options["t_end"], options["min_det"])
+        conditions.update({k: v for k, v in options.items() if k in conditions})
+        if solver is not None and solver != "recovery":
+            raise ValueError(f"the deformation domain samples with solver 'recovery', got {solver!r}")
+        if conditions.get("image") is not None and not isinstance(conditions["image"], _Input):
+            conditions["image"] = self._read_input(conditions["image"], conditions.pop("label", None))
+        return super().sample(n, steps=steps, solver=solver, seed=seed, batch_size=batch_size, **conditions)
+
+    def _read_input(self, image: Any, label: Any = None) -> _Input:
+        """The image (a path or a channel-first array / tensor / MetaTensor) and label map, checked."""
+        img, affine = _as_image(image)
+        where = str(image) if isinstance(image, (str, Path)) else "image"
+        img = check_image(where, _drop_singleton_axes(finite_array(where, img), self.spatial_dims), self.spatial_dims)
+        affine = check_affine(affine, where)
+        lab = None
+        if label is not None:
+            where = str(label) if isinstance(label, (str, Path)) else "label"
+            lab = _drop_singleton_axes(finite_array(where, _as_image(label)[0]), self.spatial_dims)
+            if lab.shape[1:] != img.shape[1:]:
+                raise ValueError(f"label spatial shape {tuple(lab.shape[1:])} != image spatial shape "
+                                 f"{tuple(img.shape[1:])}")
+        return _Input(img, affine, lab)
 
     def deform(self, image: Any, label: Any = None, n: int = 1, *, seed: int | None = None, **options) -> list[dict[str, Any]]:
         """``n`` deformed copies of ``image`` (and ``label``): a list of sample dicts (module docstring).
@@ -211,11 +310,8 @@ class DeformationGenerator(Generator):
         if image is None:
             raise ValueError("deformation sampling needs an image to deform: pass image=PATH or a (C, *S) tensor "
                              "(sciogen sample deformation/... --image in.nii.gz)")
-        img, affine = _as_image(image)
-        img = _drop_singleton_axes(img, self.spatial_dims)
-        lab = _drop_singleton_axes(_as_image(label)[0], self.spatial_dims) if label is not None else None
-        if lab is not None and lab.shape[1:] != img.shape[1:]:
-            raise ValueError(f"label spatial shape {tuple(lab.shape[1:])} != image spatial shape {tuple(img.shape[1:])}")
+        given = image if isinstance(image, _Input) else self._read_input(image, label)
+        img, affine, lab = given.image, given.affine, given.label
         ddf, shrink = self.displacement(img, n, generator=generator, level=level, steps=steps, t_end=t_end,
                                         min_det=min_det, model=model)
         pad = padding_mode or self.config.sampling.padding_mode
@@ -280,10 +376,16 @@ class DeformationGenerator(Generator):
     @classmethod
     def write_samples(cls, samples: list[dict[str, Any]], path: str | Path) -> Path:
         """Write ``sample_000_image.nii.gz``, ``_label.nii.gz``, ``_ddf.nii.gz`` ... and ``metrics.json``
-        into the folder ``path`` (created), keeping each sample's affine."""
+        into the folder ``path`` (created; one file per sample and kind), keeping each sample's affine.
+
+        The only output format is a folder (:attr:`output_formats`): a name with a file suffix
+        (``x.nii.gz``) is refused, unless it is an existing folder.
+        """
         folder = Path(path)
-        if folder.suffix in (".gz", ".nii", ".csv", ".pt"):
-            raise ValueError(f"--out must be a folder for deformation samples, got the file name {folder}")
+        if folder.suffix and not folder.is_dir():
+            raise ValueError(f"--out {folder}: deformation samples are written as a folder of NIfTI files "
+                             "(sample_000_image.nii.gz, _label, _ddf, metrics.json); give a folder name without a "
+                             "suffix, e.g. --out samples/")
         folder.mkdir(parents=True, exist_ok=True)
         for i, s in enumerate(samples):
             affine = s.get("affine", np.eye(4))
@@ -357,16 +459,14 @@ def _drop_singleton_axes(image: torch.Tensor, dims: int) -> torch.Tensor:
     return image
 
 
-def _as_image(value: Any) -> tuple[torch.Tensor, np.ndarray]:
-    """A path, MetaTensor, tensor or array -> ``((C, *S) float32, affine)``."""
+def _as_image(value: Any) -> tuple[Any, np.ndarray]:
+    """A path, MetaTensor, tensor or array -> ``((C, *S) values, affine)`` (checked by the caller:
+    no cast here, so complex or non-numeric input is refused rather than converted)."""
     if isinstance(value, (str, Path)):
         return read_image(value)
     affine = getattr(value, "affine", None)
     affine = np.eye(4) if affine is None else np.asarray(affine.cpu() if isinstance(affine, torch.Tensor) else affine)
-    tensor = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value.as_tensor()
-                             if hasattr(value, "as_tensor") else value)
-    return tensor.float(), affine
-
+    return (value.as_tensor() if hasattr(value, "as_tensor") else value), affine
 
 
 def export_model(source: str | Path, destination: str | Path, half: bool = True) -> Path:

@@ -17,12 +17,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["IMAGE_SUFFIXES", "read_image", "write_image", "write_field", "read_field", "field_to_world", "normalize_intensity"]
+__all__ = ["IMAGE_SUFFIXES", "MIN_SIDE", "read_image", "write_image", "write_field", "read_field", "field_to_world",
+           "normalize_intensity", "check_affine"]
 
 _NIFTI = (".nii", ".nii.gz")
 _ITK = (".mha", ".mhd", ".nrrd", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 #: the image files :func:`read_image` reads
 IMAGE_SUFFIXES = (*_NIFTI, *_ITK, ".npy", ".npz")
+#: the smallest image side (voxels) that is deformed or trained on
+MIN_SIDE = 4
+
+
+def check_affine(affine, source: str) -> np.ndarray:
+    """``affine`` as a 4x4 float64 array; a non-finite or singular one (e.g. an all-zero sform
+    in a NIfTI header) is a ValueError naming ``source``: no image can be written with it."""
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4) or not np.isfinite(a).all() or np.linalg.matrix_rank(a[:3, :3]) < 3:
+        raise ValueError(
+            f"{source}: the voxel-to-world affine is {'not 4x4' if a.shape != (4, 4) else 'singular or not finite'} "
+            f"({np.array2string(a, separator=', ').replace(chr(10), '')}), so the image has no geometry to keep; "
+            "fix the header (nibabel: img.set_sform(affine, code=1) / img.set_qform(...)) or pass the voxels as an "
+            "array (identity affine)"
+        )
+    return a
 
 
 def _split_key(path: str | Path) -> tuple[Path, str | None]:
@@ -33,13 +50,15 @@ def _split_key(path: str | Path) -> tuple[Path, str | None]:
     return Path(text), None
 
 
-def read_image(path: str | Path, channel_first: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+def read_image(path: str | Path, channel_first: bool = False,
+               geometry: bool = True) -> tuple[torch.Tensor, np.ndarray]:
     """An image as ``(C, *S)`` float32 and its affine ``(4, 4)``.
 
     A 3D file gives C = 1; a 4D NIfTI puts its 4th axis in the channels; a colour PNG /
     TIFF / JPEG is read as grey (mean of R, G, B). ``channel_first`` says that an array
     (``.npy`` / ``.npz``) already has its channels first. An ``.npz`` holding one array
-    needs no ``:key``.
+    needs no ``:key``. A singular affine is a ValueError naming the file (:func:`check_affine`)
+    unless ``geometry`` is False (training reads only the voxels).
     """
     file, key = _split_key(path)
     if not file.is_file():
@@ -79,7 +98,8 @@ def read_image(path: str | Path, channel_first: bool = False) -> tuple[torch.Ten
         raise ValueError(f"{file}: unsupported image type; use {', '.join(IMAGE_SUFFIXES)} (or file.npz:KEY)")
     if arr.ndim not in (3, 4):
         raise ValueError(f"{path}: expected a 2D or 3D image (with channels first), got array shape {arr.shape}")
-    return torch.from_numpy(np.ascontiguousarray(arr)), np.asarray(affine, dtype=np.float64)
+    affine = check_affine(affine, str(file)) if geometry else np.asarray(affine, dtype=np.float64)
+    return torch.from_numpy(np.ascontiguousarray(arr)), affine
 
 
 def write_image(image: torch.Tensor, affine, path: str | Path, label: bool = False) -> Path:
@@ -87,6 +107,7 @@ def write_image(image: torch.Tensor, affine, path: str | Path, label: bool = Fal
     import nibabel as nib
 
     path = Path(path)
+    affine = check_affine(affine, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = torch.as_tensor(image).detach().cpu().numpy()
     arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
@@ -100,6 +121,7 @@ def write_field(ddf: torch.Tensor, affine, path: str | Path) -> Path:
     import nibabel as nib
 
     path = Path(path)
+    affine = check_affine(affine, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.moveaxis(torch.as_tensor(ddf).detach().cpu().numpy().astype(np.float32), 0, -1)
     if arr.ndim == 3:  # 2D: (H, W, 2) -> (H, W, 1, 1, 2)
@@ -112,24 +134,55 @@ def write_field(ddf: torch.Tensor, affine, path: str | Path) -> Path:
 
 
 def read_field(path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
-    """Read a field written by :func:`write_field` (also ``.npy`` / ``.pt`` arrays ``(D, *S)``)."""
+    """Read a field written by :func:`write_field` (also ``.npy`` / ``.pt`` arrays ``(D, *S)``).
+
+    ``.pt`` files are read without running code from them
+    (:func:`~sciogen.train.checkpoint.safe_torch_load`). A file that holds no field, or a
+    field with NaN / inf, is a ValueError naming the file.
+    """
     path = Path(path)
     name = path.name.lower()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such field file: {path}")
+    affine = np.eye(4)
     if name.endswith(".npy"):
-        return torch.from_numpy(np.load(path)).float(), np.eye(4)
-    if name.endswith(".pt"):
-        return torch.load(path, map_location="cpu", weights_only=True).float(), np.eye(4)
-    import nibabel as nib
+        try:
+            data = np.load(path, allow_pickle=False)
+        except ValueError as err:  # object arrays, not a .npy file
+            raise ValueError(f"cannot read {path} as a displacement field: {err}") from None
+    elif name.endswith(".pt"):
+        from sciogen.train.checkpoint import safe_torch_load
 
-    img = nib.load(str(path))
-    arr = np.asarray(img.dataobj, dtype=np.float32)
-    if arr.ndim != 5:
-        raise ValueError(f"{path}: expected a NIfTI vector image of shape (X, Y, Z, 1, D), got {arr.shape}")
-    d = arr.shape[-1]
-    arr = arr[..., 0, :]
-    if d == 2:
-        arr = arr[:, :, 0]
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, -1, 0))), img.affine
+        data = safe_torch_load(path, what="displacement field")
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"{path} holds an object of type {type(data).__name__}, not a displacement field: "
+                             "save one tensor (D, *S) in voxels with torch.save(ddf, path)")
+    else:
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+        except Exception as err:  # nibabel raises ImageFileError, OSError, EOFError, ... on a bad file
+            raise ValueError(f"cannot read {path} as a NIfTI displacement field: {err}") from None
+        arr = np.asarray(img.dataobj, dtype=np.float32)
+        if arr.ndim != 5:
+            raise ValueError(f"{path}: expected a NIfTI vector image of shape (X, Y, Z, 1, D), got {arr.shape}")
+        d = arr.shape[-1]
+        arr = arr[..., 0, :]
+        if d == 2:
+            arr = arr[:, :, 0]
+        data, affine = np.moveaxis(arr, -1, 0), img.affine
+    field = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
+    if field.ndim not in (3, 4) or field.shape[0] != field.ndim - 1 or field.numel() == 0:
+        raise ValueError(f"{path}: a displacement field has shape (D, *S) with D = len(S) = 2 or 3, "
+                         f"got {tuple(field.shape)}")
+    from sciogen.train.checks import finite_array
+
+    try:
+        field = finite_array("field", field)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return field, affine
 
 
 def field_to_world(ddf: torch.Tensor, affine) -> torch.Tensor:

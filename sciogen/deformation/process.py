@@ -31,6 +31,7 @@ recovery steps; 4 are the default here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -170,14 +171,32 @@ class DeformationProcess:
             t_end: level where recovery stops (0: full recovery as in DRDM).
             generator: source of the initial random velocity.
             eps: optional unit noise ``(B, D, *S)`` instead of drawing it.
+
+        Raises FloatingPointError naming the step and level when the image, the network's
+        output or the field holds NaN / inf (as the core solvers do).
         """
         times = recovery_times(level, steps, t_end)
         b = image.shape[0]
         if eps is None:
             eps = self.noise(b, image.shape[2:], generator=generator, device=image.device)
-        ddf = integrate_velocity(self.velocity(eps, torch.full((b,), float(level), device=image.device)))
-        for t_k, t_next in zip(times[:-1], times[1:]):
+        _check_finite(image, "the input image", 0, level)
+        ddf = _check_finite(integrate_velocity(self.velocity(eps, torch.full((b,), float(level), device=image.device))),
+                            "the initial deformation", 0, level)
+        for k, (t_k, t_next) in enumerate(zip(times[:-1], times[1:]), start=1):
             t = torch.full((b,), t_k, device=image.device)
-            w = self.predict_velocity(model, warp(image, ddf), t)
-            ddf = compose(ddf, integrate_velocity(w * ((t_k - t_next) / t_k)))
+            w = _check_finite(self.predict_velocity(model, warp(image, ddf), t), "the network's recovery velocity",
+                              k, t_k)
+            ddf = _check_finite(compose(ddf, integrate_velocity(w * ((t_k - t_next) / t_k))), "the composed field",
+                                k, t_k)
         return ddf
+
+
+def _check_finite(x: torch.Tensor, what: str, step: int, t: float) -> torch.Tensor:
+    """``x``, or a FloatingPointError naming the recovery step and level (as the core solvers do)."""
+    if not math.isfinite(float(x.sum())):  # one reduction: NaN and inf propagate into the sum
+        raise FloatingPointError(
+            f"non-finite values in {what} at recovery step {step} (level t = {t:.5f}); the input image "
+            "must be finite, and a network that outputs NaN / inf needs a good checkpoint (retrain, or lower the "
+            "learning rate)"
+        )
+    return x
