@@ -28,6 +28,7 @@ from .data import (
 )
 from .datasets import GluonTSDataset, load_exchange_rate_nips, read_gluonts, read_lstnet
 from .generator import TimeSeriesGenerator
+from .io import ForecastPaths
 from .metrics import evaluate, evaluate_dataset
 from .network import TSDiffDenoiser
 
@@ -36,5 +37,5 @@ __all__ = [
     "from_pandas", "to_pandas", "seasonality", "lags_for_freq", "rolling_windows", "split_past_future",
     "GluonTSDataset", "read_gluonts", "load_exchange_rate_nips", "read_lstnet",
     "TimeSeriesConfig", "TSDataConfig", "TSModelConfig", "TSDiffusionConfig", "TSGuidanceConfig",
-    "TimeSeriesGenerator", "TSDiffDenoiser", "evaluate", "evaluate_dataset",
+    "TimeSeriesGenerator", "ForecastPaths", "TSDiffDenoiser", "evaluate", "evaluate_dataset",
 ]

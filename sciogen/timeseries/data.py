@@ -210,7 +210,7 @@ class Series:
 
     def __post_init__(self):
         self.freq = normalize_freq(self.freq)
-        self.target = np.asarray(self.target, dtype=np.float64).reshape(-1)
+        self.target = _real(self.target, self.item_id).reshape(-1)
         if np.isinf(self.target).any():
             bad = int(np.flatnonzero(np.isinf(self.target))[0])
             raise TimeSeriesError(f"series {self.item_id!r} has an infinite value at position {bad}; use NaN for missing values")
@@ -289,11 +289,19 @@ def from_pandas(
     return [_series_from_index(data[c].to_numpy(), data.index, freq, c) for c in data.columns]
 
 
-def _series_from_index(values, index: pd.Index, freq: str | None, name) -> Series:
+def _real(values, name) -> np.ndarray:
+    """``values`` as float64, refusing complex and non-numeric values (never cast silently)."""
+    if np.iscomplexobj(values) or (isinstance(values, pd.Series) and np.iscomplexobj(values.to_numpy())):
+        raise TimeSeriesError(f"series {name!r} holds complex numbers; pass the real values you mean "
+                              "(e.g. .real or abs())")
     try:
-        values = np.asarray(values, dtype=np.float64)
+        return np.asarray(values, dtype=np.float64)
     except (ValueError, TypeError):
         raise TimeSeriesError(f"series {name!r} has non-numeric values; convert them or set them to NaN") from None
+
+
+def _series_from_index(values, index: pd.Index, freq: str | None, name) -> Series:
+    values = _real(values, name)
     if isinstance(index, pd.PeriodIndex):
         stamps = index.to_timestamp()
         freq = freq or index.freqstr

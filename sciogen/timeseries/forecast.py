@@ -39,7 +39,28 @@ from sciogen.diffusion import DiscreteSchedule, inpaint, observation_guidance, s
 
 from .features import forecast_windows, make_state
 
-__all__ = ["discrete_grid", "guided_sample", "forecast_samples", "unnormalize"]
+__all__ = ["discrete_grid", "guided_sample", "forecast_samples", "unnormalize", "check_finite", "check_stats"]
+
+
+def check_finite(x: torch.Tensor | np.ndarray, where: str) -> None:
+    """Raise :class:`FloatingPointError` naming ``where`` (the step of a sampling loop) if ``x``
+    holds NaN or inf, as the core solvers do: such values never reach a returned forecast."""
+    values = torch.as_tensor(x)
+    if not bool(torch.isfinite(values).all()):
+        raise FloatingPointError(
+            f"non-finite values appeared in {where}; check the model's weights and the scale of the inputs, "
+            "or lower the guidance scale"
+        )
+
+
+def check_stats(loc: torch.Tensor, scale: torch.Tensor, what: str = "context") -> None:
+    """Refuse (ValueError) normalisation statistics that are not finite: values so large
+    that their mean or spread overflows float64."""
+    bad = ~(torch.isfinite(loc) & torch.isfinite(scale))
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(f"{what} {i}: its values are too large to normalise (location {float(loc[i]):g}, scale "
+                         f"{float(scale[i]):g}); rescale the series (e.g. divide by 1e6) before forecasting")
 
 
 def discrete_grid(num_steps: int, steps: int) -> torch.Tensor:
@@ -132,6 +153,7 @@ def forecast_samples(
     max_lag = max(lags) if lags else 0
     windows = forecast_windows(pasts, context_length, prediction_length, max_lag)
     x_obs, mask, loc, scl = make_state(windows, lags, context_length, prediction_length, normalization)
+    check_stats(loc, scl)
     per_call = max(1, batch_size // num_samples)
     q = (torch.arange(num_samples, dtype=torch.float32) + 1.0) / (num_samples + 1.0)
     out = []
@@ -141,5 +163,7 @@ def forecast_samples(
         x = guided_sample(model, obs, m, schedule=schedule, solver=solver, steps=steps, scale=scale, loss=loss,
                           quantiles=q.repeat(obs.shape[0] // num_samples), eta=eta, replace=replace, generator=generator)
         y = x[:, -prediction_length:, 0].double().cpu().reshape(-1, num_samples, prediction_length)
-        out.append(unnormalize(y, loc[i : i + per_call], scl[i : i + per_call]))
+        y = unnormalize(y, loc[i : i + per_call], scl[i : i + per_call])
+        check_finite(y, f"the forecast of contexts {i} to {i + len(y) - 1} (back in data units)")
+        out.append(y)
     return torch.cat(out).numpy()

@@ -14,6 +14,7 @@ on the observed entries (unconditional: no part of the window is special during 
 
 from __future__ import annotations
 
+import numbers
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +25,7 @@ from torch import nn
 
 from sciogen.data.records import RecordLog
 from sciogen.diffusion import DiscreteSchedule, GaussianProcess
+from sciogen.train.checks import finite_array, finite_number, optional_positive_int, positive_int
 from sciogen.train.generator import Generator
 
 from .config import TimeSeriesConfig
@@ -32,7 +34,8 @@ from .data import (Series, SeriesTooShortError, default_prediction_length, from_
 from .datasets import load_registered
 from .tables import SeriesData, read_series
 from .features import WindowDataset, context_stats, make_state
-from .forecast import forecast_samples, guided_sample, unnormalize
+from .forecast import check_finite, check_stats, forecast_samples, guided_sample, unnormalize
+from .io import ForecastPaths
 from .network import TSDiffDenoiser
 
 __all__ = ["TimeSeriesGenerator"]
@@ -55,6 +58,8 @@ class TimeSeriesGenerator(Generator):
     data_options = ("freq", "prediction_length", "column", "download")
     #: what `sciogen train` suggests for `sciogen sample --out`
     example_output = "synthetic.csv"
+    #: one CSV holds every series (synthetic) or every forecast (long format), see :mod:`.io`
+    output_formats = (".csv",)
     #: a fast forecasting setting (no network gradients): DDIM 25 steps with the observed
     #: context replaced at every step; ``gen.forecast(x, **gen.FAST_GUIDANCE)``
     FAST_GUIDANCE = {"solver": "ddim", "steps": 25, "scale": 0.0, "replace": True}
@@ -254,7 +259,7 @@ class TimeSeriesGenerator(Generator):
             raise ValueError(f"unknown sampling conditions {sorted(conditions)}; the timeseries domain takes length=")
         if solver not in ("ddpm", "ddim"):
             raise ValueError(f"the timeseries domain samples with solver 'ddpm' or 'ddim', got {solver!r}")
-        length = int(length or (self.context_length + self.prediction_length))
+        length = self.context_length + self.prediction_length if length is None else positive_int("length", length)
         device = next(model.parameters()).device
         empty = torch.zeros(n, length, self.channels, device=device)
         x = guided_sample(model, empty, empty, schedule=self.schedule, solver=solver, steps=steps, scale=0.0,
@@ -263,7 +268,9 @@ class TimeSeriesGenerator(Generator):
             return x
         pick = torch.randint(0, self.window_stats.shape[0], (n,), generator=generator, device=generator.device)
         stats = self.window_stats.to(device)[pick.to(device)]
-        return unnormalize(x, stats[:, 0], stats[:, 1])
+        x = unnormalize(x, stats[:, 0], stats[:, 1])
+        check_finite(x, "the synthetic series put back in data units (the checkpoint's window_stats)")
+        return x
 
     def metadata(self) -> dict[str, Any]:
         out = {"window_stats": self.window_stats.clone()}
@@ -361,20 +368,30 @@ class TimeSeriesGenerator(Generator):
                **conditions) -> Any:
         """``n`` synthetic series of ``length`` steps, a tensor (n, length) in data units (see
         :meth:`sample_batch`); or, with ``context`` (values or a context CSV path), ``n``
-        forecast paths per series from :meth:`forecast`: (n, horizon) for one series,
-        (B, n, horizon) for several."""
+        forecast paths per series from :meth:`forecast`: :class:`~sciogen.timeseries.io.ForecastPaths`
+        (n, horizon) for one series, (B, n, horizon) for several, with their names and dates."""
+        n = positive_int("n", n)
+        length = optional_positive_int("length", length)
+        horizon = optional_positive_int("horizon", horizon)
         if context is None:
             if horizon is not None:
                 raise ValueError("--horizon needs --context (the past to forecast from)")
-            return super().sample(n, steps=steps, solver=solver, seed=seed, batch_size=batch_size, length=length,
-                                  **conditions)
+            if length is not None:
+                conditions["length"] = length
+            return super().sample(n, steps=steps, solver=solver, seed=seed, batch_size=batch_size, **conditions)
         if length is not None:
             raise ValueError("give either a context (forecast) or a length (synthetic series), not both")
+        if conditions:
+            raise ValueError(f"unknown sampling options {sorted(conditions)}; with a context the timeseries domain "
+                             "takes horizon=, steps=, solver=, seed=, batch_size=")
         if isinstance(context, (str, Path)):
             from .io import read_context
 
             context = read_context(context, self.config.data.freq)
-            context = context[0] if len(context) == 1 else context
+            if isinstance(context, list) and len(context) == 1:
+                context = context[0]
+            elif not isinstance(context, list) and context.shape[1] == 1:
+                context = context.iloc[:, 0]
         opts = {k: v for k, v in (("steps", steps), ("solver", solver), ("batch_size", batch_size)) if v is not None}
         return self.forecast(context, horizon, n, seed=seed, **opts)
 
@@ -399,37 +416,48 @@ class TimeSeriesGenerator(Generator):
     # -- forecasting and imputation ----------------------------------------------------------------
 
     def _guidance(self, **overrides) -> dict[str, Any]:
+        """``config.guidance`` with ``overrides`` (None = the default), every option checked."""
         g = self.config.guidance
         opts = {"solver": g.solver, "steps": g.steps, "scale": g.scale, "loss": g.loss, "eta": g.eta,
                 "replace": g.replace, "batch_size": g.batch_size}
+        unknown = sorted(set(overrides) - set(opts))
+        if unknown:
+            raise ValueError(f"unknown guidance options {unknown}; allowed: {', '.join(sorted(opts))}")
         opts.update({k: v for k, v in overrides.items() if v is not None})
-        return opts
+        return _checked_guidance(opts)
 
-    def _pasts(self, context: Any) -> tuple[list[np.ndarray], bool, list[Series] | None]:
-        """Contexts as arrays; returns (pasts, single, series-or-None)."""
+    def _pasts(self, context: Any, what: str = "context") -> tuple[list[np.ndarray], bool, list[Series] | None, list]:
+        """Contexts as float64 arrays, checked (finite or NaN = missing, real, 1-D); returns
+        (pasts, single, series-or-None, names: one per past)."""
         if isinstance(context, Series):
-            return [context.target], True, [context]
+            return [context.target], True, [context], [_name(context.item_id, 0)]
         if isinstance(context, (list, tuple)) and context and all(isinstance(s, Series) for s in context):
-            return [s.target for s in context], False, list(context)
+            names = [_name(s.item_id, i) for i, s in enumerate(context)]
+            return [s.target for s in context], False, list(context), names
         try:
             import pandas as pd
 
             if isinstance(context, (pd.Series, pd.DataFrame)):
                 if not isinstance(context.index, (pd.DatetimeIndex, pd.PeriodIndex)):  # no time stamps: values only
-                    values = context.to_numpy(np.float64)
-                    return ([values], True, None) if values.ndim == 1 else (list(values.T), False, None)
+                    if isinstance(context, pd.Series):
+                        return [_values(what, context.to_numpy())], True, None, [_name(context.name, 0)]
+                    names = [_name(c, i) for i, c in enumerate(context.columns)]
+                    return ([_values(f"{what} {c!r}", context[c].to_numpy()) for c in context.columns], False, None,
+                            names)
                 series = from_pandas(context)
-                return [s.target for s in series], isinstance(context, pd.Series), series
+                return ([s.target for s in series], isinstance(context, pd.Series), series,
+                        [_name(s.item_id, i) for i, s in enumerate(series)])
         except ImportError:  # pragma: no cover
             pass
         if isinstance(context, (list, tuple)) and context and all(np.ndim(c) == 1 for c in context):
-            return [np.asarray(c, dtype=np.float64) for c in context], False, None  # ragged pasts
-        arr = np.asarray(context, dtype=np.float64)
+            pasts = [_values(f"{what}[{i}]", c) for i, c in enumerate(context)]  # ragged pasts
+            return pasts, False, None, list(range(len(pasts)))
+        arr = _values(what, context, ndim=None)
         if arr.ndim == 1:
-            return [arr], True, None
+            return [arr], True, None, [0]
         if arr.ndim == 2:
-            return list(arr), False, None
-        raise ValueError(f"context must be one series (T,) or several (B, T), got shape {arr.shape}")
+            return list(arr), False, None, list(range(len(arr)))
+        raise ValueError(f"{what} must be one series (T,) or several (B, T), got shape {arr.shape}")
 
     def _check_context(self, pasts: Sequence[np.ndarray]) -> None:
         for i, p in enumerate(pasts):
@@ -461,13 +489,15 @@ class TimeSeriesGenerator(Generator):
             (num_samples, prediction_length) for one series, (B, num_samples,
             prediction_length) for several.
         """
-        pasts, single, _ = self._pasts(context)
+        horizon = optional_positive_int("prediction_length", prediction_length) or self.prediction_length
+        n = optional_positive_int("num_samples", num_samples) or self.config.guidance.num_samples
+        opts = self._guidance(**guidance)
+        generator = _generator(self.device, seed)
+        pasts, single, series, names = self._pasts(context)
         self._check_context(pasts)
-        horizon = int(prediction_length or self.prediction_length)
-        n = int(num_samples or self.config.guidance.num_samples)
-        generator = torch.Generator(device=self.device).manual_seed(int(seed) if seed is not None else int(torch.randint(2**62, ()).item()))
-        out = self._forecast_blocks(pasts, horizon, n, generator, self._guidance(**guidance))
-        return out[0] if single else out
+        out = self._forecast_blocks(pasts, horizon, n, generator, opts)
+        stamps = [s.future_index(horizon) for s in series] if series is not None else None
+        return ForecastPaths(out[0], names, stamps) if single else ForecastPaths(out, names, stamps)
 
     def _forecast_blocks(self, pasts, horizon, n, generator, opts) -> np.ndarray:
         d = self.config.data
@@ -475,10 +505,14 @@ class TimeSeriesGenerator(Generator):
                   normalization=d.normalization, schedule=self.schedule, generator=generator, **opts)
         model = self.sampling_model.eval()
         paths = forecast_samples(model, pasts, num_samples=n, **kw)  # (B, n, H)
+        block = 1
         while paths.shape[-1] < horizon:  # block-wise: each path continues from its own past
             longer = [np.concatenate([p, path]) for p, row in zip(pasts, paths) for path in row]
             more = forecast_samples(model, longer, num_samples=1, **kw)[:, 0]
+            check_finite(more, f"forecast block {block + 1} (steps {paths.shape[-1] + 1} to "
+                               f"{paths.shape[-1] + more.shape[-1]})")
             paths = np.concatenate([paths, more.reshape(paths.shape[0], n, -1)], axis=-1)
+            block += 1
         return paths[..., :horizon]
 
     def select_guidance(self, series: Sequence[Series | np.ndarray], candidates: Sequence[dict[str, Any]], *,
@@ -491,12 +525,11 @@ class TimeSeriesGenerator(Generator):
         from .data import rolling_windows
         from .metrics import evaluate, split_test_set
 
+        windows, num_samples = positive_int("windows", windows), positive_int("num_samples", num_samples)
         if not candidates:
             raise ValueError("select_guidance needs at least one candidate")
-        known = set(self._guidance())
         for c in candidates:
-            if set(c) - known:
-                raise ValueError(f"unknown guidance options {sorted(set(c) - known)}; allowed: {sorted(known)}")
+            self._guidance(**c)  # unknown or invalid options, before any forecast
         items = [s if isinstance(s, Series) else Series(s, "2000-01-01", self.config.data.freq) for s in series]
         pasts, truth = split_test_set(rolling_windows(items, self.prediction_length, windows), self.prediction_length)
         scores = []
@@ -518,7 +551,11 @@ class TimeSeriesGenerator(Generator):
 
         from .io import forecast_frame
 
-        pasts, single, series = self._pasts(context)
+        quantiles = [finite_number(f"quantiles[{i}]", q) for i, q in enumerate(quantiles)]
+        for i, q in enumerate(quantiles):
+            if not 0.0 < q < 1.0:
+                raise ValueError(f"quantiles[{i}] must lie strictly between 0 and 1, got {q}")
+        _, single, series, _ = self._pasts(context)
         if not single:
             raise ValueError("forecast_frame takes one series; call it per series")
         paths = self.forecast(context, prediction_length, num_samples, seed=seed, **guidance)
@@ -535,7 +572,9 @@ class TimeSeriesGenerator(Generator):
         Returns:
             (num_samples, T) in data units; observed entries are returned unchanged.
         """
-        pasts, single, _ = self._pasts(series)
+        num_samples = positive_int("num_samples", num_samples)
+        opts = self._guidance(**guidance)
+        pasts, single, _, _ = self._pasts(series, "series")
         if not single:
             raise ValueError("impute takes one series; call it per series")
         values = pasts[0]
@@ -543,9 +582,9 @@ class TimeSeriesGenerator(Generator):
         if len(values) < length:
             raise SeriesTooShortError(f"the series has {len(values)} values; imputation needs at least the model's window {length}")
         observed = ~np.isnan(values)
+        generator = _generator(self.device, seed)
         if observed.all():
             return np.repeat(values[None], num_samples, 0)
-        generator = torch.Generator(device=self.device).manual_seed(int(seed) if seed is not None else int(torch.randint(2**62, ()).item()))
         out = np.repeat(values[None].astype(np.float64), num_samples, 0)
         ends = list(range(length, len(values) + 1, length))
         if ends[-1] != len(values):
@@ -553,8 +592,10 @@ class TimeSeriesGenerator(Generator):
         for end in ends:
             if observed[end - length : end].all():
                 continue
-            out[:, end - length : end] = self._impute_window(values[max(0, end - length - self.max_lag) : end], num_samples,
-                                                              generator, self._guidance(**guidance))
+            raw = values[max(0, end - length - self.max_lag) : end]
+            window = self._impute_window(raw, num_samples, generator, opts)
+            check_finite(window, f"the imputation of the window ending at position {end - 1}")
+            out[:, end - length : end] = window
         out[:, observed] = values[observed]
         return out
 
@@ -566,6 +607,7 @@ class TimeSeriesGenerator(Generator):
         w = torch.as_tensor(window[None], dtype=torch.float64)
         # statistics from all observed values of the window (the "context" is the whole window here)
         x, mask, loc, scale = make_state(w, self.lags, self.context_length + self.prediction_length, 0, d.normalization)
+        check_stats(loc, scale, "the window of the series")
         q = (torch.arange(n, dtype=torch.float32) + 1.0) / (n + 1.0) if opts["loss"] == "quantile" else None
         model = self.sampling_model.eval()
         x = guided_sample(model, x.repeat(n, 1, 1), mask.repeat(n, 1, 1), schedule=self.schedule, solver=opts["solver"],
@@ -648,3 +690,50 @@ def _in_memory_file(data: Any, column: str | None) -> Path:
         tmp.write_text(text)
         tmp.replace(path)
     return path
+
+
+# -- argument checks ---------------------------------------------------------------------------------
+
+_GUIDANCE_CHOICES = {"solver": ("ddpm", "ddim"), "loss": ("quantile", "mse")}
+
+
+def _checked_guidance(opts: dict[str, Any]) -> dict[str, Any]:
+    """Guidance options checked before any work (ValueError naming the option and value)."""
+    for key, allowed in _GUIDANCE_CHOICES.items():
+        if opts[key] not in allowed:
+            raise ValueError(f"guidance {key} must be one of {', '.join(allowed)}, got {opts[key]!r}")
+    opts["steps"] = positive_int("steps", opts["steps"])
+    opts["batch_size"] = positive_int("batch_size", opts["batch_size"])
+    opts["scale"] = finite_number("scale", opts["scale"])
+    if opts["scale"] < 0:
+        raise ValueError(f"scale must be >= 0, got {opts['scale']}")
+    opts["eta"] = finite_number("eta", opts["eta"])
+    if not 0.0 <= opts["eta"] <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1] (0 = deterministic DDIM), got {opts['eta']}")
+    if not isinstance(opts["replace"], (bool, np.bool_)):
+        raise ValueError(f"replace must be True or False, got {opts['replace']!r}")
+    return opts
+
+
+def _generator(device: torch.device, seed: Any) -> torch.Generator:
+    """A generator seeded with ``seed`` (an integer), or with a fresh seed when None."""
+    if seed is None:
+        seed = int(torch.randint(2**62, ()).item())
+    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def _values(what: str, values: Any, ndim: int | None = 1) -> np.ndarray:
+    """``values`` as a real float64 array: NaN (missing) allowed, inf and complex refused."""
+    if isinstance(values, np.ndarray) and not values.flags.writeable:  # pandas' read-only views
+        values = values.copy()
+    array = finite_array(what, values, dtype=torch.float64, allow_nan=True).numpy()
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{what} must be one series (T,), got shape {array.shape}")
+    return array
+
+
+def _name(item_id: Any, index: int) -> Any:
+    """The name written for a series: its item_id, else its position."""
+    return index if item_id is None else item_id

@@ -62,7 +62,8 @@ def finite_array(name: str, values: Any, *, dtype: torch.dtype = torch.float32, 
             raise ValueError(f"{name} must be an array of numbers: {err}") from None
         if array.dtype == object or array.dtype.kind in "USV":
             raise ValueError(f"{name} must hold numbers, got values of type {array.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        array = np.ascontiguousarray(array)
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())  # pandas hands out read-only views
     if tensor.is_complex():
         raise ValueError(f"{name} holds complex numbers; pass the real values you mean (e.g. .real or abs())")
     tensor = tensor.to(dtype)
