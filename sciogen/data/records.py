@@ -72,11 +72,11 @@ class RecordLog:
             line += ", ...)" if len(self.skipped) > 1 else ")"
         return line
 
-    def require(self, minimum: int, what: str = "records") -> None:
+    def require(self, minimum: int, what: str = "records", purpose: str = "to train") -> None:
         """Raise a ValueError when fewer than ``minimum`` records were kept."""
         if self.kept >= minimum:
             return
-        message = f"only {self.kept} usable {what} (at least {minimum} are needed to train)"
+        message = f"only {self.kept} usable {what} (at least {minimum} are needed {purpose})"
         if self.skipped:
             message += f"; {len(self.skipped)} could not be used:\n{self.examples()}"
         raise ValueError(message)

@@ -303,6 +303,7 @@ class Generator(abc.ABC):
         solver = solver or defaults.solver
         if seed is None:
             seed = distributed.broadcast_object(int(torch.randint(2**62, ()).item()))
+        seed = positive_int("seed", seed, minimum=0)
         sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
         info = distributed.info(self.device)
         mine = self._sample_chunks(sizes, info, seed, steps, solver, conditions)

@@ -37,9 +37,9 @@ that ``import sciogen.volumes`` stays light.
 
 from __future__ import annotations
 
-_IO = ("read_volume", "write_volume", "check_same_geometry", "IntensityNormalization", "SimpleITKReader",
-       "VolumeError", "VolumeNotFoundError", "UnsupportedFormatError", "UnreadableVolumeError",
-       "NotA3DVolumeError", "GeometryMismatchError")
+_IO = ("read_volume", "write_volume", "check_same_geometry", "check_affine", "check_spatial_shape",
+       "IntensityNormalization", "SimpleITKReader", "VolumeError", "VolumeNotFoundError", "UnsupportedFormatError",
+       "UnreadableVolumeError", "NotA3DVolumeError", "SingularAffineError", "GeometryMismatchError")
 _INTEROP = ("schedule_from_monai", "MonaiUNetModel", "sample_monai", "timestep_grid", "DDIMScheduler", "monai_time")
 _PARTS = {
     "VolumeGenerator": "generator", "export_model": "generator",

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
+from sciogen.train.checks import finite_array
+
 __all__ = ["CovariateEmbedding", "ConditionalUNet", "degrade", "blank", "random_boxes", "covariate_tensor"]
 
 
@@ -148,8 +150,9 @@ def covariate_tensor(values: Mapping[str, Any] | None, names: Sequence[str], cla
                      n: int) -> torch.Tensor | None:
     """User covariates -> ``(n, K)`` floats (NaN where not given).
 
-    ``values`` maps names to a number or a sequence of ``n`` numbers; None gives None
-    (the unconditional model). Unknown names and class indices out of range raise.
+    ``values`` maps names to a number or a sequence of ``n`` numbers (finite and real; a
+    name left out or given None is not conditioned on); None gives None (the unconditional
+    model). Unknown names, NaN / inf / complex values and class indices out of range raise.
     """
     if values is None:
         return None
@@ -165,7 +168,7 @@ def covariate_tensor(values: Mapping[str, Any] | None, names: Sequence[str], cla
     for k, name in enumerate(names):
         if name not in values or values[name] is None:
             continue
-        value = torch.as_tensor(values[name], dtype=torch.float32).flatten()
+        value = finite_array(f"condition {name!r}", values[name]).flatten()  # None (not NaN) leaves it out
         if value.numel() not in (1, n):
             raise ValueError(f"covariate {name!r} needs one value or {n} values, got {value.numel()}")
         if name in classes:

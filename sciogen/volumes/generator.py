@@ -27,10 +27,12 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import sliding_window_inference
@@ -43,6 +45,7 @@ from sciogen.data.records import RecordLog
 from sciogen.diffusion import classifier_free, from_x0, inpaint, to_x0
 from sciogen.diffusion import sample as core_sample
 from sciogen.train.checkpoint import latest_checkpoint
+from sciogen.train.checks import finite_array, finite_number, optional_positive_int, positive_int
 from sciogen.train.generator import Generator, _replace
 from sciogen.train.trainer import Trainer
 
@@ -52,7 +55,8 @@ from .latent import LatentDiffusion, autoencoder_loss
 from .data import (NetworkGrid, augment_batch, load_volume, records_on_grid, registry_file, resolve_files,
                    training_volumes, unusable_reason)
 from .datasets import find_volumes, own_volume_records
-from .io import IntensityNormalization, VolumeError, read_volume, write_volume
+from .io import (IntensityNormalization, VolumeError, check_affine, check_spatial_shape, read_volume,
+                 write_volume)
 from .metrics import evaluate
 from .monai_interop import MonaiUNetModel, schedule_from_monai, timestep_grid
 
@@ -247,7 +251,7 @@ class VolumeGenerator(Generator):
         if not isinstance(data, torch.Tensor) or tuple(data.shape[1:]) != expected:
             raise ValueError(f"{what} must have shape (N, {', '.join(map(str, expected))}), "
                              f"got {tuple(getattr(data, 'shape', ()))}")
-        return data.float()
+        return finite_array(what, data)
 
     def _conditional_data(self, data: Any) -> torch.utils.data.Dataset:
         """Images, paired condition images and covariates as one dataset of dicts."""
@@ -437,8 +441,58 @@ class VolumeGenerator(Generator):
                              f"got {list(shape)}")
         return shape
 
-    def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
-                     shape: Sequence[int] | None = None, patch_size: Sequence[int] | None = None,
+    def sample(self, n: int, *, steps: int | None = None, solver: str | None = None, seed: int | None = None,
+               batch_size: int | None = None, **conditions) -> Any:
+        """:meth:`Generator.sample` with the volumes domain's conditions (:meth:`sample_batch`)
+        checked before any work: numbers finite and in range, ``image`` / ``mask`` read once
+        and checked (real, finite, 3D, an invertible affine), errors naming the argument."""
+        n = positive_int("n", n)
+        steps, batch_size = optional_positive_int("steps", steps), optional_positive_int("batch_size", batch_size)
+        conditions = self._checked_conditions(conditions)
+        return super().sample(n, steps=steps, solver=solver, seed=seed, batch_size=batch_size, **conditions)
+
+    def _checked_conditions(self, conditions: dict[str, Any]) -> dict[str, Any]:
+        out = dict(conditions)
+        level = out.get("level")
+        if level is not None:
+            out["level"] = level = finite_number("level", level)
+            if not 0.0 < level <= 1.0:
+                raise ValueError(f"level must be in (0, 1] (how far along the diffusion time the image is noised), "
+                                 f"got {level}")
+        if out.get("overlap") is not None:
+            out["overlap"] = overlap = finite_number("overlap", out["overlap"])
+            if not 0.0 <= overlap < 1.0:
+                raise ValueError(f"overlap must be in [0, 1) (the fraction sliding windows share), got {overlap}")
+        if out.get("guidance") is not None:
+            out["guidance"] = finite_number("guidance", out["guidance"])
+        if out.get("clip") is not None and not isinstance(out["clip"], (bool, np.bool_)):
+            raise ValueError(f"clip must be True or False, got {out['clip']!r}")
+        for name in ("shape", "patch_size"):
+            value = out.get(name)
+            if value is not None:
+                if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+                    raise ValueError(f"{name} must be 3 sizes (X, Y, Z), got {value!r}")
+                out[name] = self._check_shape([positive_int(f"{name}[{i}]", v) for i, v in enumerate(value)], name)
+        for name in ("image", "mask"):
+            if out.get(name) is not None:
+                out[name] = _as_volume(out[name], name)
+        condition = out.get("condition")
+        if isinstance(condition, (list, tuple)):  # the CLI's NAME=VALUE pairs
+            out["condition"] = dict(condition)
+        return out
+
+    def sample_batch(self, model: nn.Module, n: int, **options) -> list[MetaTensor]:
+        """One chunk of :meth:`sample` (conditions: see :meth:`_sample_batch`); a NaN or inf
+        made after the core solver (latent decode, the map back to an input's grid) raises
+        FloatingPointError instead of reaching a returned volume."""
+        out = self._sample_batch(model, n, **options)
+        for i, volume in enumerate(out):
+            _check_finite(volume, f"sample {i} of the chunk after the last solver step (decoding it or mapping it "
+                                  "back onto the input's grid)")
+        return out
+
+    def _sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
+                      shape: Sequence[int] | None = None, patch_size: Sequence[int] | None = None,
                      overlap: float | None = None, image: Any = None, level: float | None = None,
                      mask: Any = None, clip: bool | None = None, spacing: str | None = None,
                      condition: dict[str, Any] | None = None, guidance: float | None = None,
@@ -492,7 +546,7 @@ class VolumeGenerator(Generator):
         x = core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
                         prediction=prediction, solver=solver, grid=grid, generator=generator, **cond)
         if self.latent:
-            x = model.decode(x)
+            x = _check_finite(model.decode(x), "the latent decode after the last solver step")
         meta = {"space": "RAS", **({"condition": dict(condition), "guidance": guidance} if condition else {})}
         return [MetaTensor(x[i].float().cpu(), affine=self.grid_affine.clone(), meta=dict(meta)) for i in range(n)]
 
@@ -562,7 +616,8 @@ class VolumeGenerator(Generator):
         out = core_sample(self._model(model, patch_size, overlap), x_t, schedule=schedule, prediction=prediction,
                           solver=solver, grid=ts, generator=generator)
         if self.latent:  # the change between decoded volumes: the autoencoder's own error cancels
-            out, x0 = model.decode(out), model.decode(x0)
+            out = _check_finite(model.decode(out), "the latent decode after the last solver step")
+            x0 = _check_finite(model.decode(x0), "the latent decode of the input image")
         original = _plain(volume[:1]).float()
         norm = grid.normalization
         scale = (norm.high - norm.low) / (norm.out_range[1] - norm.out_range[0])  # network units -> input units
@@ -630,8 +685,8 @@ class VolumeGenerator(Generator):
         ``config.sampling.level``); ``steps``: solver steps over the full time range, scaled
         to ``level`` (at least 1). Options: ``solver``, ``patch_size``, ``batch_size``.
         """
-        steps = steps or self.config.sampling.steps
-        level = self.config.sampling.level if level is None else float(level)
+        steps = optional_positive_int("steps", steps) or self.config.sampling.steps
+        level = self._checked_conditions({"level": self.config.sampling.level if level is None else level})["level"]
         return self.sample(n, steps=max(1, round(steps * level)), seed=seed, image=image, level=level, **options)
 
     @classmethod
@@ -680,10 +735,17 @@ class VolumeGenerator(Generator):
 
     @classmethod
     def write_samples(cls, samples: list[torch.Tensor], path: str | Path) -> Path:
-        """Write ``sample_000.nii.gz`` ... (each with its affine) and ``metrics.json`` into the folder ``path``."""
+        """Write ``sample_000.nii.gz`` ... (each with its affine) and ``metrics.json`` into the folder ``path``.
+
+        Volumes are written one file per sample, so ``path`` is a folder (``output_formats``):
+        a name ending in a file suffix (``x.nii.gz``, ``x.csv``) is refused, naming the format.
+        """
         folder = Path(path)
-        if folder.suffix in (".gz", ".nii", ".csv", ".pt", ".mha", ".nrrd"):
-            raise ValueError(f"--out must be a folder for volume samples, got the file name {folder}")
+        if not (str(path).endswith(("/", os.sep)) or folder.is_dir()) and re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,5}",
+                                                                                       folder.suffix):
+            raise ValueError(f"{path}: volume samples are written as a folder (one sample_NNN.nii.gz per sample and "
+                             f"metrics.json), not a {''.join(folder.suffixes)!r} file; give a folder name without a "
+                             "suffix, e.g. samples/")
         folder.mkdir(parents=True, exist_ok=True)
         for i, volume in enumerate(samples):
             write_volume(volume, folder / f"sample_{i:03d}.nii.gz")
@@ -734,7 +796,7 @@ def reference_volumes(reference: str | Path, shape: Sequence[int], download: boo
         kept.append(_plain(volume)[None, :1])
     log.kept = len(kept)
     log.report(None, "reference volumes")
-    log.require(1, "reference volumes")
+    log.require(1, "reference volumes", purpose="to evaluate against")
     return torch.cat(kept).float()
 
 
@@ -785,12 +847,36 @@ class _Records(torch.utils.data.Dataset):
 
 
 def _as_volume(value: Any, name: str) -> torch.Tensor:
-    """A path or a channel-first 3D tensor / MetaTensor -> ``(C, X, Y, Z)`` (MetaTensor for files)."""
-    volume = load_volume(value) if isinstance(value, (str, Path)) else value
-    if not isinstance(volume, torch.Tensor) or volume.ndim != 4:
-        raise ValueError(f"{name} must be a path or a channel-first 3D volume (C, X, Y, Z), got "
-                         f"{type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}")
-    return volume
+    """A path or a channel-first 3D array / tensor / MetaTensor -> ``(C, X, Y, Z)`` float32
+    (a MetaTensor, with its affine; identity for plain arrays), checked: real, finite, at
+    least :data:`~sciogen.volumes.io.MIN_SIDE` voxels a side, an invertible affine. The
+    errors name ``name`` and the file."""
+    if isinstance(value, (str, os.PathLike)):
+        volume = load_volume(value)
+        source = f"{name} ({value})"
+    elif isinstance(value, (torch.Tensor, np.ndarray)):
+        volume, source = value, name
+    else:
+        raise ValueError(f"{name} must be a path or a channel-first 3D volume (C, X, Y, Z), got {type(value).__name__}")
+    if volume.ndim != 4:
+        raise ValueError(f"{source} must be a channel-first 3D volume (C, X, Y, Z), got shape {tuple(volume.shape)}")
+    if volume.shape[0] == 0:
+        raise ValueError(f"{source} has no channels (shape {tuple(volume.shape)})")
+    check_spatial_shape(volume.shape[1:], source)
+    affine = getattr(volume, "affine", None)
+    affine = torch.eye(4, dtype=torch.float64) if affine is None else torch.as_tensor(check_affine(affine, source))
+    voxels = finite_array(source, _plain(volume) if isinstance(volume, torch.Tensor) else volume)
+    meta = {k: v for k, v in volume.meta.items() if k != "affine"} if isinstance(volume, MetaTensor) else {}
+    return MetaTensor(voxels, affine=affine, meta=meta)
+
+
+def _check_finite(volumes: torch.Tensor, what: str) -> torch.Tensor:
+    """``volumes``, or FloatingPointError: a NaN / inf made outside the core solvers (a latent
+    decode, the map back to the input's grid) must not reach a returned volume."""
+    if not math.isfinite(float(volumes.float().sum())):
+        raise FloatingPointError(f"non-finite values appeared in {what}; the network's weights or the input are "
+                                 "broken (check the checkpoint, or sample with a pixel-space model)")
+    return volumes
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,8 @@ convention; MONAI's ``meta["space"] == "RAS"``). ``.pixdim`` gives the spacing i
   ``to_dict`` / ``from_dict`` for checkpoints.
 - Errors, all :class:`VolumeError` (a ``ValueError``) naming the file:
   :class:`VolumeNotFoundError` (also a ``FileNotFoundError``), :class:`UnsupportedFormatError`,
-  :class:`UnreadableVolumeError`, :class:`NotA3DVolumeError`, :class:`GeometryMismatchError`.
+  :class:`UnreadableVolumeError`, :class:`NotA3DVolumeError` (also empty and too-thin images),
+  :class:`SingularAffineError` (:func:`check_affine`), :class:`GeometryMismatchError`.
 
 MONAI's own ``ITKReader`` / ``ITKWriter`` need the ``itk`` package, which sciogen does not
 depend on; :class:`SimpleITKReader` is a small MONAI ``ImageReader`` over SimpleITK that
@@ -43,6 +44,8 @@ from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 __all__ = [
     "read_volume",
     "write_volume",
+    "check_affine",
+    "check_spatial_shape",
     "check_same_geometry",
     "IntensityNormalization",
     "SimpleITKReader",
@@ -51,12 +54,15 @@ __all__ = [
     "UnsupportedFormatError",
     "UnreadableVolumeError",
     "NotA3DVolumeError",
+    "SingularAffineError",
     "GeometryMismatchError",
 ]
 
 _NIFTI = (".nii", ".nii.gz")
 _ITK_READ = (".mha", ".mhd", ".nrrd", ".nhdr")
 _ITK_WRITE = (".mha", ".nrrd")
+#: the fewest voxels along each axis of a 3D volume (a side of one voxel is a slice, not a volume)
+MIN_SIDE = 2
 
 
 class VolumeError(ValueError):
@@ -79,8 +85,50 @@ class NotA3DVolumeError(VolumeError):
     """The image has a spatial rank other than 3 where a volume was expected."""
 
 
+class SingularAffineError(VolumeError):
+    """The voxel -> world affine is singular or not finite (e.g. an all-zero sform in a NIfTI header)."""
+
+
 class GeometryMismatchError(VolumeError):
     """Two volumes that must share a voxel grid do not (shape or affine)."""
+
+
+def check_affine(affine: Any, source: object, spatial_dims: int = 3) -> np.ndarray:
+    """``affine`` as a 4x4 float64 array (``spatial_dims + 1`` square), or
+    :class:`SingularAffineError` naming ``source``.
+
+    A volume's voxel -> world map must be finite and invertible (rank 3 in its 3x3 part):
+    an all-zero sform / qform in a NIfTI header, or a zero voxel size, leaves the volume
+    without geometry, which nibabel and MONAI's ``Orientation`` / ``Spacing`` then fail on.
+    """
+    a = np.asarray(torch.as_tensor(affine).detach().cpu() if isinstance(affine, torch.Tensor) else affine,
+                   dtype=np.float64)
+    d = int(spatial_dims)
+    if a.shape != (d + 1, d + 1) or not np.isfinite(a).all() or np.linalg.matrix_rank(a[:d, :d]) < d:
+        what = f"not {d + 1}x{d + 1}" if a.shape != (d + 1, d + 1) else "singular or not finite"
+        raise SingularAffineError(
+            f"{source}: the voxel-to-world affine is {what} "
+            f"({np.array2string(a, separator=', ').replace(chr(10), '')}), so the volume has no geometry to map; "
+            "fix the header (nibabel: img.set_sform(affine, code=1) and img.set_qform(affine, code=1) with the scan's "
+            "real voxel-to-world matrix, or numpy.eye(4) for 1 mm voxels) and save it again"
+        )
+    return a
+
+
+def check_spatial_shape(shape: Sequence[int], source: object) -> tuple[int, int, int]:
+    """``shape`` (X, Y, Z) of a 3D volume, or :class:`NotA3DVolumeError` naming ``source`` when
+    it holds no voxels or is thinner than :data:`MIN_SIDE` voxels along an axis."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3:
+        raise NotA3DVolumeError(f"{source}: expected a 3D volume, got spatial shape {shape}")
+    if min(shape) == 0:
+        raise NotA3DVolumeError(f"{source}: the image holds no voxels (spatial shape {shape}); the file is empty "
+                                "or was written without its data: write it again from the scan")
+    if min(shape) < MIN_SIDE:
+        raise NotA3DVolumeError(f"{source}: spatial shape {shape} is one voxel thick (a slice, a line or a point), "
+                                f"not a 3D volume: a volume needs at least {MIN_SIDE} voxels along each axis (stack "
+                                "the slices into one 3D file, e.g. from a DICOM series folder)")
+    return shape
 
 
 def _suffix(path: Path) -> str:
@@ -175,8 +223,10 @@ def read_volume(path: str | os.PathLike, *, expect_3d: bool = True, series_uid: 
     included: cast them back with ``.long()``).
 
     Raises :class:`VolumeNotFoundError`, :class:`UnsupportedFormatError`,
-    :class:`UnreadableVolumeError`, or :class:`NotA3DVolumeError` when ``expect_3d`` and
-    the spatial rank is not 3 (``expect_3d=False`` reads 2D images as ``(C, X, Y)``).
+    :class:`UnreadableVolumeError`, :class:`SingularAffineError` (:func:`check_affine`), or
+    :class:`NotA3DVolumeError` for an image without voxels, or when ``expect_3d`` and the
+    spatial rank is not 3 or a side is under :data:`MIN_SIDE` voxels (``expect_3d=False``
+    reads 2D images as ``(C, X, Y)``).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -188,11 +238,18 @@ def read_volume(path: str | os.PathLike, *, expect_3d: bool = True, series_uid: 
         raise
     except Exception as err:  # nibabel / SimpleITK / gzip raise many kinds
         raise UnreadableVolumeError(f"{path}: cannot read it as a volume ({type(err).__name__}: {err})") from err
+    if volume.numel() == 0:  # MONAI flattens an empty image: its shape is in the meta data
+        shape = tuple(int(n) for n in volume.meta.get(MetaKeys.SPATIAL_SHAPE, volume.shape))
+        raise NotA3DVolumeError(f"{path}: the image holds no voxels (spatial shape {shape}); the file is empty or "
+                                "was written without its data: write it again from the scan")
+    check_affine(volume.affine, path, spatial_dims=len(volume.affine) - 1)
     if expect_3d and volume.ndim != 4:
         raise NotA3DVolumeError(
             f"{path}: expected a 3D volume, got spatial shape {tuple(volume.shape[1:])} "
             f"(channels-first shape {tuple(volume.shape)}); pass expect_3d=False to read 2D images"
         )
+    if expect_3d:
+        check_spatial_shape(volume.shape[1:], path)
     return volume
 
 
@@ -207,10 +264,7 @@ def _ras_affine(volume: torch.Tensor, affine: Any, path: Path) -> np.ndarray:
         affine = volume.affine
         if volume.meta.get(MetaKeys.SPACE) == SpaceKeys.LPS:
             affine = orientation_ras_lps(affine)
-    affine = np.asarray(torch.as_tensor(affine).detach().cpu(), dtype=np.float64)
-    if affine.shape != (4, 4) or not np.isfinite(affine).all():
-        raise ValueError(f"{path}: affine must be a finite 4x4 matrix, got shape {affine.shape}")
-    return affine
+    return check_affine(torch.as_tensor(affine), path)
 
 
 def _voxels(volume: torch.Tensor, label: bool, path: Path) -> np.ndarray:

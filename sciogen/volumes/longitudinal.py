@@ -63,6 +63,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
@@ -74,6 +75,7 @@ from sciogen.ar import Transformer, TransformerConfig, skip_causal_mask
 from sciogen.diffusion import from_x0, to_x0
 from sciogen.diffusion import sample as core_sample
 from sciogen.nn.embeddings import TimeEmbedding
+from sciogen.train.checks import finite_array
 from sciogen.train.config import ConfigError, RunConfig, SamplingConfig, TrainConfig, check_choice
 from sciogen.train.generator import Generator
 
@@ -721,6 +723,8 @@ class LongitudinalVolumeGenerator(Generator):
             raise HistoryError("pass history= (V, 1, X, Y, Z) visits on the network grid and times= (V,)")
         if not isinstance(history, torch.Tensor):
             raise HistoryError(f"history must be a tensor (V, 1, X, Y, Z), got {type(history).__name__}")
+        if history.is_complex():
+            raise HistoryError("history holds complex numbers; pass the real voxel values (e.g. .real or abs())")
         history = _plain(history).float()
         history = history[:, None] if history.ndim == 4 else history
         expected = (1, *self.network_shape)
@@ -728,9 +732,11 @@ class LongitudinalVolumeGenerator(Generator):
             raise HistoryError(f"history must be (V, {', '.join(map(str, expected))}) (visits on the network grid, "
                                f"see subject_on_grid), got {tuple(history.shape)}")
         v = history.shape[0]
-        times = torch.as_tensor(times, dtype=torch.float32).flatten()
+        times = finite_array("times", times, allow_nan=True).flatten()  # NaN: a missing visit
         if times.numel() != v:
             raise HistoryError(f"times must give one time per visit ({v}), got {times.numel()}")
+        if present is not None and np.asarray(present).dtype.kind not in "biu":
+            raise HistoryError(f"present must be True / False flags, one per visit, got {present!r}")
         present = torch.ones(v, dtype=torch.bool) if present is None else torch.as_tensor(present).bool().flatten()
         if present.numel() != v:
             raise HistoryError(f"present must give one flag per visit ({v}), got {present.numel()}")
@@ -747,7 +753,7 @@ class LongitudinalVolumeGenerator(Generator):
     def _check_targets(target_times: Any, times: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         if target_times is None:
             raise HistoryError("pass target_times= (the time of each visit to generate)")
-        future = torch.as_tensor(target_times, dtype=torch.float32).flatten()
+        future = finite_array("target_times", target_times).flatten()
         last = float(times[present].max())
         if future.numel() == 0 or not torch.isfinite(future).all():
             raise HistoryError(f"target_times must be finite times, got {future.tolist()}")
@@ -781,6 +787,8 @@ class LongitudinalVolumeGenerator(Generator):
                              "history=, times=, target_times=, present=, clip=, spacing=")
         history, times, present = self._check_history(history, times, present)
         future = self._check_targets(target_times, times, present)
+        if clip is not None and not isinstance(clip, (bool, np.bool_)):
+            raise ValueError(f"clip must be True or False, got {clip!r}")
         s = self.config.sampling
         device = next(model.parameters()).device
         v, f = history.shape[0], future.numel()

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from monai.metrics.regression import MultiScaleSSIMMetric, SSIMMetric
 
+from sciogen.train.checks import finite_array
+
 __all__ = ["evaluate", "paired_error", "ssim", "ms_ssim", "psnr", "histogram_w1", "mmd"]
 
 
@@ -41,7 +43,7 @@ def _stack(volumes: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         x = torch.stack([torch.as_tensor(v.as_tensor() if hasattr(v, "as_tensor") else v) for v in volumes])
     if x.ndim != 5:
         raise ValueError(f"expected volumes (N, C, X, Y, Z) or a list of (C, X, Y, Z), got shape {tuple(x.shape)}")
-    return x.float()
+    return finite_array("volumes", x)  # a NaN would make every measure NaN: named by (volume, channel, x, y, z)
 
 
 def _range(*xs: torch.Tensor) -> float:

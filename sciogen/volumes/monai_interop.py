@@ -180,5 +180,10 @@ class DDIMScheduler(_MonaiDDIMScheduler):
             # MONAI keeps the network's eps: the state the DDIM step sees is rebuilt from it
             x = alpha * x0 + sigma * eps
         grid = torch.tensor([t, s], dtype=torch.float64)
-        x_prev = ddim(lambda _x, _t: x0, x, grid, self.core_schedule, eta=eta, generator=generator)
+        try:
+            x_prev = ddim(lambda _x, _t: x0, x, grid, self.core_schedule, eta=eta, generator=generator)
+        except FloatingPointError:  # name the step as the caller's loop knows it
+            raise FloatingPointError(
+                f"non-finite values appeared at MONAI timestep {int(timestep)} (t = {t:.5f}): the network output or "
+                "the sample holds NaN / inf; check the model's prediction_type and schedule") from None
         return x_prev.to(sample.dtype), x0.to(sample.dtype)

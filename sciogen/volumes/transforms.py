@@ -31,6 +31,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends
 
+from sciogen.train.checks import finite_array, finite_number, optional_positive_int
+
 from .generator import VolumeGenerator
 
 __all__ = ["RandVolumeDiffusion", "RandVolumeDiffusiond"]
@@ -45,10 +47,20 @@ def _load(model: Any, device: str) -> VolumeGenerator:
 def _level_range(level: float | Sequence[float] | None) -> tuple[float, float] | None:
     if level is None:
         return None
-    low, high = (float(level), float(level)) if isinstance(level, (int, float)) else (float(level[0]), float(level[1]))
+    if isinstance(level, (str, bytes)) or (hasattr(level, "__len__") and len(level) != 2):
+        raise ValueError(f"level must be a number or a range (low, high) with 0 < low <= high <= 1, got {level!r}")
+    pair = (level, level) if not hasattr(level, "__len__") else tuple(level)
+    low, high = (finite_number("level", v) for v in pair)
     if not 0.0 < low <= high <= 1.0:
         raise ValueError(f"level must be a number or a range (low, high) with 0 < low <= high <= 1, got {level}")
     return low, high
+
+
+def _probability(prob: Any) -> float:
+    prob = finite_number("prob", prob)
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"prob must be in [0, 1] (the chance an image is varied), got {prob}")
+    return prob
 
 
 class RandVolumeDiffusion(RandomizableTransform):
@@ -67,8 +79,8 @@ class RandVolumeDiffusion(RandomizableTransform):
 
     def __init__(self, prob: float = 0.1, model: Any = "volumes/brain-mri", level: float | Sequence[float] | None = None,
                  steps: int | None = None, device: str = "cpu"):
-        RandomizableTransform.__init__(self, prob)
-        self.model, self.device, self.steps = model, device, steps
+        RandomizableTransform.__init__(self, _probability(prob))
+        self.model, self.device, self.steps = model, device, optional_positive_int("steps", steps)
         self.level = _level_range(level)
         self._seed, self._level = 0, None
 
@@ -87,6 +99,7 @@ class RandVolumeDiffusion(RandomizableTransform):
         data = img.as_tensor() if isinstance(img, MetaTensor) else torch.as_tensor(img)
         if data.ndim != 4:
             raise ValueError(f"RandVolumeDiffusion takes channel-first 3D volumes (C, X, Y, Z), got shape {tuple(data.shape)}")
+        finite_array("img", data)  # complex, NaN and inf refused before any network work
         affine = img.affine if isinstance(img, MetaTensor) else torch.eye(4, dtype=torch.float64)
         channels = []
         for c in range(data.shape[0]):
@@ -121,7 +134,7 @@ class RandVolumeDiffusiond(RandomizableTransform, MapTransform):
                  level: float | Sequence[float] | None = None, steps: int | None = None, device: str = "cpu",
                  allow_missing_keys: bool = False):
         MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        RandomizableTransform.__init__(self, _probability(prob))
         self.transform = RandVolumeDiffusion(1.0, model, level, steps, device)
 
     def set_random_state(self, seed: int | None = None, state=None) -> "RandVolumeDiffusiond":
