@@ -563,17 +563,24 @@ class VolumeGenerator(Generator):
         source = grid.network.as_tensor()[None].to(device)
         if self.config.condition.image == "lowres":
             source = degrade(source, self.config.condition.factor)  # the degradation the model was trained on
-        noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(device)
-        schedule, prediction = schedule_from_monai(self.scheduler())
-        ts = timestep_grid(schedule.num_steps, steps, spacing=self.config.sampling.spacing if spacing is None else spacing,
-                           schedule=schedule)
-        x = core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
-                        prediction=prediction, solver=solver, grid=ts, generator=generator,
-                        image=source.expand(n, -1, -1, -1, -1), **cond)
+        x = self._sample_given_image(model, n, source, steps, solver, generator, patch_size, overlap, clip, spacing,
+                                     guidance, cond)
         norm = grid.normalization
         return [MetaTensor(norm.inverse(x[i].float().cpu().clamp(-1.0, 1.0)), affine=grid.affine.clone(),
                            meta={"space": "RAS", "condition_image": self.config.condition.image})
                 for i in range(n)]
+
+    def _sample_given_image(self, model, n, source, steps, solver, generator, patch_size, overlap, clip, spacing,
+                            guidance, cond) -> torch.Tensor:
+        """``n`` network-grid samples (n, 1, *network_shape) of a model conditioned on the image
+        ``source`` (1, 1, *network_shape) by channel concatenation."""
+        noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(source.device)
+        schedule, prediction = schedule_from_monai(self.scheduler())
+        ts = timestep_grid(schedule.num_steps, steps, spacing=self.config.sampling.spacing if spacing is None else spacing,
+                           schedule=schedule)
+        return core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
+                           prediction=prediction, solver=solver, grid=ts, generator=generator,
+                           image=source.expand(n, -1, -1, -1, -1), **cond)
 
     def _label_conditioned_batch(self, model, n, label, steps, solver, generator, patch_size, overlap, clip, spacing,
                                  guidance, cond) -> list[MetaTensor]:
@@ -587,13 +594,8 @@ class VolumeGenerator(Generator):
         grid = NetworkGrid(label[:1], self.network_shape, normalization=window, crop=False)
         device = next(model.parameters()).device
         source = grid.network.as_tensor()[None].to(device)
-        noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(device)
-        schedule, prediction = schedule_from_monai(self.scheduler())
-        ts = timestep_grid(schedule.num_steps, steps, spacing=self.config.sampling.spacing if spacing is None else spacing,
-                           schedule=schedule)
-        x = core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
-                        prediction=prediction, solver=solver, grid=ts, generator=generator,
-                        image=source.expand(n, -1, -1, -1, -1), **cond)
+        x = self._sample_given_image(model, n, source, steps, solver, generator, patch_size, overlap, clip, spacing,
+                                     guidance, cond)
         return [MetaTensor(x[i].float().cpu(), affine=grid.affine.clone(), meta={"space": "RAS", "condition_image": "label"})
                 for i in range(n)]
 
