@@ -9,7 +9,9 @@
 - ``representation.py``: RDKit ``Mol`` <-> torch-geometric graphs (:class:`MoleculeSpec`,
   heavy-atom or explicit-hydrogen, kekulized or aromatic bonds, charged atom types),
   dense batches, specific errors for bad input.
-- ``io.py``: SMILES / CSV / SDF reading and writing with skip-and-report.
+- ``io.py``: SMILES / CSV / TSV / parquet / SDF reading and writing with skip-and-report.
+- ``own_data.py``: your own molecules (files, folders, globs, lists) for ``sciogen train
+  molecules --data``: unusable records reported, vocabulary inferred, condition columns checked.
 - ``datasets.py``: QM9 (DiGress / PARD split, properties), MOSES, ZINC250k, user SMILES.
 - ``blocks.py``: PARD's block decomposition (peeling order by weighted higher-order degree).
 - ``metrics.py``: validity (strict / relaxed) as DiGress / PARD, uniqueness, novelty,
@@ -28,7 +30,9 @@ from .network import PARDNet, PARDNetConfig
 from .pard import MoleculeTensors, pard_loss, sample_graphs, to_block_tensors
 from .blocks import Blocks, block_decomposition, order_by_blocks, peel_blocks
 from .datasets import MoleculeDataset, QM9_PROPERTIES, from_smiles, load_moses, load_qm9, load_zinc250k, qm9_split, read_qm9_table
-from .io import MoleculeRecords, Skipped, read_csv, read_molecules, read_sdf, read_smiles, write_molecules, write_sdf, write_smiles
+from .io import (MoleculeRecords, Skipped, read_csv, read_molecules, read_parquet, read_sdf, read_smiles, write_molecules,
+                 write_sdf, write_smiles)
+from .own_data import read_own_molecules
 from .metrics import FCDReference, MoleculeEvaluator, evaluate, fcd, sample_smiles
 from .moses_metrics import MosesReference, load_filters, moses_metrics
 from .null_model import NullModel
@@ -53,7 +57,8 @@ __all__ = [
     "AtomType", "MoleculeSpec", "MoleculeError", "SmilesParseError", "UnknownAtomTypeError",
     "MoleculeTooLargeError", "UnsupportedBondError", "UnrepresentableMoleculeError",
     "canonical_smiles", "to_dense", "from_dense",
-    "MoleculeRecords", "Skipped", "read_molecules", "read_smiles", "read_csv", "read_sdf",
+    "MoleculeRecords", "Skipped", "read_molecules", "read_smiles", "read_csv", "read_sdf", "read_parquet",
+    "read_own_molecules",
     "write_molecules", "write_smiles", "write_sdf",
     "MoleculeDataset", "QM9_PROPERTIES", "qm9_split", "read_qm9_table", "load_qm9", "load_moses",
     "load_zinc250k", "from_smiles",

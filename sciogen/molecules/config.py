@@ -13,10 +13,13 @@ from typing import Literal
 
 from sciogen.train.config import ConfigError, RunConfig, TrainConfig
 
-__all__ = ["MolDataConfig", "MolModelConfig", "MolDiffusionConfig", "MolSamplingConfig", "MoleculeConfig", "CONDITION_NAMES"]
+__all__ = ["MolDataConfig", "MolModelConfig", "MolDiffusionConfig", "MolSamplingConfig", "MoleculeConfig",
+           "CONDITION_NAMES", "RDKIT_CONDITIONS"]
 
-#: graph-level conditions a model can be trained on: QM9's DFT properties and RDKit's
+#: graph-level conditions of QM9 / MOSES models: QM9's DFT properties and RDKit's
 CONDITION_NAMES = ("mu", "alpha", "homo", "lumo", "gap", "cv", "qed", "logp", "sa", "weight")
+#: conditions computed with RDKit from any molecule (used for your own files when no column has the name)
+RDKIT_CONDITIONS = ("qed", "logp", "sa", "weight")
 
 
 @dataclass
@@ -24,20 +27,37 @@ class MolDataConfig:
     """Training molecules.
 
     Attributes:
-        dataset: ``"qm9"`` (DiGress / PARD split), ``"moses"`` or ``"file"`` (``path``:
-            a SMILES / CSV / SDF file read with :func:`sciogen.molecules.read_molecules`).
-        path: local copy of the dataset (QM9: the folder with ``qm9_smiles.csv``), or the file.
+        dataset: ``"qm9"`` (DiGress / PARD split), ``"moses"``, ``"file"`` (your own
+            molecules: ``path`` is a SMILES / CSV / TSV / parquet / SDF file, a folder or a
+            glob; see :mod:`sciogen.molecules.own_data`) or ``"custom"`` (the molecules
+            passed to ``fit(data)`` in Python).
+        path: local copy of the dataset (QM9: the folder with ``qm9_smiles.csv``; null: the
+            dataset registry's copy in ``$SCIOGEN_CACHE``), or your file.
+        download: fetch QM9 / MOSES (checksummed) when the cache has no copy.
+        column: the SMILES column of a CSV / TSV / parquet file (null: found by name).
         split: the split trained on.
         limit: only the first ``limit`` molecules (null: all).
         explicit_hydrogens: hydrogens as nodes (QM9 with H).
+        atom_types: the atom vocabulary (tokens such as ``C``, ``[N+]``, ``Cl``); null: the
+            dataset's preset (QM9, MOSES) or inferred from your file. ``sciogen train
+            --data`` writes the inferred one here, so the checkpoint decodes with it.
+        max_atoms: the largest molecule the network holds (atoms counted as nodes); null:
+            the preset, or the largest molecule of your file up to 64.
+        bonds: ``"kekulize"`` (single / double / triple) or ``"aromatic"`` (+ aromatic) for
+            your own files; QM9 and MOSES presets are kekulized.
         hops, weighting: PARD's block decomposition (see :func:`sciogen.molecules.peel_blocks`).
     """
 
-    dataset: Literal["qm9", "moses", "file"] = "qm9"
+    dataset: Literal["qm9", "moses", "file", "custom"] = "qm9"
     path: str | None = None
+    download: bool = False
+    column: str | None = None
     split: Literal["train", "val", "test"] = "train"
     limit: int | None = None
     explicit_hydrogens: bool = False
+    atom_types: list[str] | None = None
+    max_atoms: int | None = None
+    bonds: Literal["kekulize", "aromatic"] = "kekulize"
     hops: int = 3
     weighting: Literal["pard", "lexicographic"] = "pard"
 
@@ -46,6 +66,10 @@ class MolDataConfig:
             raise ConfigError("data.path is required when data.dataset is 'file'")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"data.limit must be >= 1 or null, got {self.limit}")
+        if self.max_atoms is not None and self.max_atoms < 1:
+            raise ConfigError(f"data.max_atoms must be >= 1 or null, got {self.max_atoms}")
+        if self.atom_types is not None and not self.atom_types:
+            raise ConfigError("data.atom_types is empty; list the atom tokens (e.g. [C, N, O, '[N+]']) or use null")
 
 
 @dataclass
@@ -54,7 +78,8 @@ class MolModelConfig:
 
     Attributes:
         conditions: graph-level properties the model is trained to follow (classifier-free
-            guidance; see :data:`CONDITION_NAMES`); [] = unconditional.
+            guidance); [] = unconditional. QM9 / MOSES: names of :data:`CONDITION_NAMES`;
+            your own files: any numeric column / SD tag, or one of :data:`RDKIT_CONDITIONS`.
         cond_drop: probability of dropping all conditions of a training molecule (the
             unconditional model); each one is also dropped alone with this probability.
     """
@@ -69,9 +94,11 @@ class MolModelConfig:
     cond_drop: float = 0.2
 
     def __post_init__(self):
-        unknown = [c for c in self.conditions if c not in CONDITION_NAMES]
-        if unknown:
-            raise ConfigError(f"model.conditions has unknown names {unknown}; allowed: {', '.join(CONDITION_NAMES)}")
+        bad = [c for c in self.conditions if not str(c).strip() or "=" in str(c)]
+        if bad:
+            raise ConfigError(f"model.conditions has bad names {bad}: a name is a non-empty column name without '='")
+        if len(set(self.conditions)) != len(self.conditions):
+            raise ConfigError(f"model.conditions has duplicates: {self.conditions}")
         if not 0.0 <= self.cond_drop < 1.0:
             raise ConfigError(f"model.cond_drop must be in [0, 1), got {self.cond_drop}")
 
@@ -132,3 +159,13 @@ class MoleculeConfig(RunConfig):
     diffusion: MolDiffusionConfig = field(default_factory=MolDiffusionConfig)
     sampling: MolSamplingConfig = field(default_factory=MolSamplingConfig)
     train: TrainConfig = field(default_factory=_train_defaults)
+
+    def __post_init__(self):
+        if self.data.dataset in ("qm9", "moses"):
+            unknown = [c for c in self.model.conditions if c not in CONDITION_NAMES]
+            if unknown:
+                raise ConfigError(
+                    f"model.conditions has unknown names {unknown} for data.dataset {self.data.dataset!r}; allowed: "
+                    f"{', '.join(CONDITION_NAMES)} (your own columns need your own data: sciogen train molecules "
+                    "--data FILE --condition-on COLUMN)"
+                )

@@ -158,8 +158,10 @@ def _qm9_folder(path: str | Path | None, download: bool) -> Path:
         pass
     if not download:
         raise FileNotFoundError(
-            "QM9 not found: pass path= (a folder with qm9_smiles.csv [+ qm9_properties.csv.gz] or qm9pack's "
-            "qm9_part1..3.csv), `pip install qm9pack`, or download=True (fetches the qm9pack wheel, ~104 MB)"
+            f"QM9 is not in the dataset cache ({cache_dir() / 'qm9'}): add --download to the sciogen command "
+            "(download=True in Python) to fetch it (the qm9pack wheel, ~104 MB, checksummed), `pip install "
+            "qm9pack`, or pass path= / --set data.path=FOLDER (a folder with qm9_smiles.csv "
+            "[+ qm9_properties.csv.gz] or qm9pack's qm9_part1..3.csv)"
         )
     return fetch("qm9", files=["qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv"])
 
@@ -253,7 +255,8 @@ def _dataset_folder(name: str, files: list[str], path, download: bool, allow_unv
     if all((folder / f).is_file() for f in files):
         return folder
     if not download:
-        raise FileNotFoundError(f"{name} is not in {folder}: pass path= (a local copy) or download=True")
+        raise FileNotFoundError(f"{name} is not in the dataset cache ({folder}): add --download to the sciogen "
+                                "command (download=True in Python) to fetch it (checksummed), or pass path= (a local copy)")
     return fetch(name, files=files, allow_unverified=allow_unverified)
 
 

@@ -1,7 +1,7 @@
 """``sciogen demo`` for molecules: the shipped ``molecules/qm9`` PARD model at work.
 
 Samples molecules unconditionally (20 ancestral steps per block), scores them (validity,
-uniqueness; novelty and FCD too when a copy of QM9 is found: ``../shared``, the cache or
+uniqueness; novelty and FCD too when QM9 is in the dataset cache (``$SCIOGEN_CACHE``) or
 an installed qm9pack), draws molecules conditioned on a QED target with classifier-free
 guidance, and writes ``molecules.sdf``, ``molecules.csv``, ``results.json`` and
 ``molecules.png`` (a grid of the first valid molecules) to the output folder.

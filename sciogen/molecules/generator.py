@@ -7,9 +7,11 @@
     >>> gen.sample(100, scaffold="c1ccncc1")                     # the scaffold kept, the rest generated
     >>> sciogen.molecules.evaluate(mols, train_smiles=..., reference_smiles=...)
 
-Training reads the configured dataset (QM9 with the DiGress / PARD split by default),
-peels every molecule into PARD blocks (:mod:`sciogen.molecules.blocks`), caches the dense
-tensors under ``$SCIOGEN_CACHE/molecules/tensors`` and minimises :func:`~sciogen.molecules.pard.pard_loss`
+Training reads the configured dataset (QM9 with the DiGress / PARD split by default, from
+the dataset registry's cache) or your own molecules (``sciogen train molecules --data
+my.smi``; :mod:`sciogen.molecules.own_data`), peels every molecule into PARD blocks
+(:mod:`sciogen.molecules.blocks`), caches the dense tensors under
+``$SCIOGEN_CACHE/molecules/tensors`` and minimises :func:`~sciogen.molecules.pard.pard_loss`
 with the shared trainer.
 """
 
@@ -20,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,20 +31,23 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from sciogen.data.records import RecordLog, expand_paths
 from sciogen.diffusion import CategoricalProcess
 from sciogen.train.generator import Generator
 
-from .config import MoleculeConfig
-from .datasets import QM9_PROPERTIES, MoleculeDataset, from_smiles, load_moses, load_qm9
-from .io import read_molecules, write_molecules
+from .config import RDKIT_CONDITIONS, MoleculeConfig
+from .datasets import QM9_PROPERTIES, MoleculeDataset, load_moses, load_qm9
+from .io import MOLECULE_SUFFIXES, read_molecules, write_molecules
 from .network import PARDNet, PARDNetConfig
+from .own_data import (MIN_MOLECULES, _reason, _smiles_or_none, condition_columns, infer_vocabulary, own_dataset,
+                       read_own_molecules)
 from .pard import MoleculeTensors, marginals, pard_loss, sample_graphs, to_block_tensors
-from .representation import MoleculeError, MoleculeSpec, from_dense, max_valences
+from .representation import MoleculeError, MoleculeSpec, canonical_smiles, from_dense, max_valences
 
 __all__ = ["MoleculeGenerator", "ConditionError", "molecule_properties"]
 
-#: QM9's shipped folder, relative to the repository root (development copies)
-_SHARED_QM9 = Path("../shared/datasets/molecules/qm9")
+#: registered datasets ``sciogen evaluate molecules --reference NAME`` takes
+REFERENCE_DATASETS = ("qm9", "moses")
 
 
 class ConditionError(ValueError):
@@ -81,13 +87,20 @@ class MoleculeGenerator(Generator):
     """PARD on molecular graphs. Domain ``"molecules"``.
 
     ``fit(data)`` accepts a :class:`~sciogen.molecules.MoleculeDataset`, a list of SMILES
-    or RDKit Mols, or a file path; with no data it reads ``config.data``.
+    or RDKit Mols, or a file path, converted with this model's atom vocabulary; with no
+    data it reads ``config.data``. To train on your own molecules with a vocabulary and
+    conditions taken from them, use ``sciogen.fit("molecules", data=PATH, ...)``
+    (:meth:`own_data_config`).
     ``sample(n)`` returns RDKit ``Mol`` objects (None where the graph is not a valid
     molecule), or the graphs themselves with ``graphs=True``.
     """
 
     domain = "molecules"
+    record_name = "molecules"
+    output_formats = (".sdf", ".smi", ".smiles", ".txt", ".csv")
     config_class = MoleculeConfig
+    data_options = ("column", "condition_on", "download")
+    example_output = "samples.smi"
 
     def __init__(self, config: MoleculeConfig | None = None):
         config = MoleculeConfig() if config is None else config
@@ -97,6 +110,8 @@ class MoleculeGenerator(Generator):
         self.bond_marginals = torch.full((k_bonds,), 1.0 / k_bonds, dtype=torch.float64)
         self.cond_mean = torch.zeros(len(config.model.conditions))
         self.cond_std = torch.ones(len(config.model.conditions))
+        #: per condition: mean and std (the normalisation), min, max and count of known values
+        self.condition_stats: dict[str, dict[str, float]] = {}
         super().__init__(config)
 
     # -- settings ----------------------------------------------------------------------------
@@ -104,11 +119,50 @@ class MoleculeGenerator(Generator):
     @staticmethod
     def _spec(config: MoleculeConfig) -> MoleculeSpec:
         d = config.data
+        if d.atom_types:
+            return MoleculeSpec(tuple(d.atom_types), d.explicit_hydrogens, d.bonds, d.max_atoms)
         if d.dataset == "qm9":
             return MoleculeSpec.qm9(explicit_hydrogens=d.explicit_hydrogens)
         if d.dataset == "moses":
             return MoleculeSpec.moses()
-        return MoleculeSpec.infer(read_molecules(d.path).mols, explicit_hydrogens=d.explicit_hydrogens)
+        if d.dataset == "custom":
+            raise ValueError("data.dataset 'custom' needs data.atom_types (and data.max_atoms); "
+                             "sciogen.fit('molecules', data=[...]) sets them from your molecules")
+        types, largest, _ = _vocabulary(read_own_molecules(d.path, column=d.column, limit=d.limit), d, str(d.path))
+        return MoleculeSpec(tuple(types), d.explicit_hydrogens, d.bonds, d.max_atoms or largest)
+
+    @classmethod
+    def own_data_config(cls, config: MoleculeConfig, data: Any, *, column: str | None = None,
+                        condition_on: Sequence[str] | None = None, download: bool = False) -> MoleculeConfig:
+        """Train on your molecules: ``data`` is a SMILES / CSV / TSV / parquet / SDF file, a
+        folder, a glob or a list of SMILES / Mols (None with ``download``: the recipe's
+        registered dataset, fetched when the cache has none).
+
+        Sets ``data.dataset`` (``file``, or ``custom`` for Python objects), the atom
+        vocabulary and size inferred from the molecules (``data.atom_types``,
+        ``data.max_atoms``; kept in the checkpoint, so sampling decodes with them) and
+        ``model.conditions`` = ``condition_on`` (columns / SD tags, or RDKit's qed, logp, sa,
+        weight; [] when not given). Raises ValueError when no record is usable.
+        """
+        d = config.data
+        if data is None:
+            d.download = bool(download)
+            return config
+        source = str(data) if isinstance(data, (str, Path)) else "your list"
+        log = RecordLog()
+        own = read_own_molecules(data, column=column, log=log)
+        types, largest, good = _vocabulary(own, d, source, log)
+        names = list(condition_on or [])
+        condition_columns(names, own.columns, source)
+        d.dataset = "file" if isinstance(data, (str, Path)) else "custom"
+        d.path = str(data) if isinstance(data, (str, Path)) else None
+        d.column, d.split, d.limit, d.download = column, "train", None, False
+        d.atom_types, d.max_atoms = types, largest
+        config.model.conditions = names
+        print(f"sciogen: {source}: {good} molecules read; atom types {' '.join(types)}; up to {largest} "
+              f"atoms per molecule (the network's size; --set data.max_atoms=N to change); conditions: "
+              f"{', '.join(names) or 'none'}", file=sys.stderr)
+        return config
 
     @property
     def conditions(self) -> list[str]:
@@ -137,20 +191,34 @@ class MoleculeGenerator(Generator):
         d = self.config.data
         if isinstance(data, MoleculeDataset):
             return data
-        if data is not None:
-            if isinstance(data, (str, Path)):
-                records = read_molecules(data, on_error="skip")
-                data = records.mols
-            return from_smiles(list(data), self.spec, on_error="skip")
+        if data is not None or d.dataset in ("file", "custom"):
+            if data is None and d.dataset == "custom":
+                raise ValueError("this config (data.dataset 'custom') trains on molecules passed to fit(data); "
+                                 "pass them, or use sciogen.fit('molecules', data=PATH) for a file")
+            try:
+                dataset = own_dataset(d.path if data is None else data, self.spec, column=d.column,
+                                      conditions=self.conditions, log=self.data_log,
+                                      limit=d.limit if data is None else None)
+                self.data_log.skipped.sort(key=lambda r: (r.source, _position(r.index)))  # file order
+                return dataset
+            except ValueError as err:
+                if d.dataset in ("qm9", "moses") and "condition on" in str(err):
+                    raise ValueError(f"{err}. This model's config conditions on {self.conditions} ({d.dataset}'s "
+                                     "properties); sciogen.fit('molecules', data=..., condition_on=[...]) takes "
+                                     "the conditions (or none) from your data") from None
+                raise
         if d.dataset == "qm9":
             path = Path(d.path) if d.path else None
             if path is not None and not path.exists():
                 raise FileNotFoundError(f"data.path {d.path!r} does not exist (QM9 folder with qm9_smiles.csv)")
-            return load_qm9(d.split, path=path, spec=self.spec, limit=d.limit, on_error="skip")
-        if d.dataset == "moses":
-            return load_moses(d.split, path=d.path, spec=self.spec, limit=d.limit, on_error="skip")
-        records = read_molecules(d.path, on_error="skip")
-        return from_smiles(records.mols[: d.limit] if d.limit else records.mols, self.spec, on_error="skip")
+            dataset = load_qm9(d.split, path=path, spec=self.spec, limit=d.limit, on_error="skip",
+                               download=d.download)
+        else:
+            dataset = load_moses(d.split, path=d.path, spec=self.spec, limit=d.limit, on_error="skip",
+                                 download=d.download)
+        for s in dataset.skipped:
+            self.data_log.skip(dataset.name, s.index, f"{s.item!r}: {s.reason}")
+        return dataset
 
     def _cache_key(self, dataset: MoleculeDataset) -> str:
         d, m = self.config.data, self.config.model
@@ -159,6 +227,9 @@ class MoleculeGenerator(Generator):
             "spec": self.spec.to_dict(), "hops": d.hops, "weighting": d.weighting, "max_degree": m.max_degree,
             "one_block": self.config.diffusion.one_block, "conditions": m.conditions, "version": 1,
         }
+        if dataset.property_names and dataset.name != "qm9" and dataset.graphs:  # your columns' values
+            values = torch.cat([g.y for g in dataset.graphs]).numpy().tobytes()
+            what["values"] = hashlib.sha256(values).hexdigest()
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 
     def _conditions_of(self, dataset: MoleculeDataset) -> torch.Tensor:
@@ -166,24 +237,27 @@ class MoleculeGenerator(Generator):
         if not names:
             return torch.zeros(len(dataset), 0)
         cols = []
-        rdkit_names = [n for n in names if n not in QM9_PROPERTIES]
+        rdkit_names = [n for n in names if n not in dataset.property_names and n in RDKIT_CONDITIONS]
         rd = molecule_properties(dataset.smiles, rdkit_names) if rdkit_names else None
         for name in names:
-            if name in QM9_PROPERTIES:
-                if name not in dataset.property_names:
-                    raise ConditionError(f"condition {name!r} needs QM9's properties, which this dataset does not have")
+            if name in dataset.property_names:
                 j = dataset.property_names.index(name)
                 cols.append(np.array([float(g.y[0, j]) for g in dataset.graphs]))
-            else:
+            elif name in rdkit_names:
                 cols.append(rd[:, rdkit_names.index(name)])
+            elif name in QM9_PROPERTIES:
+                raise ConditionError(f"condition {name!r} needs QM9's properties, which this dataset does not have")
+            else:
+                raise ConditionError(f"condition {name!r} is neither a column of the training data nor one of "
+                                     f"RDKit's {', '.join(RDKIT_CONDITIONS)}")
         return torch.tensor(np.stack(cols, 1), dtype=torch.float32)
 
     def training_data(self, data: Any = None) -> Dataset:
         from sciogen.data import cache_dir
 
         dataset = self._dataset(data)
-        if len(dataset) == 0:
-            raise ValueError("no training molecules")
+        self.data_log.kept = len(dataset)
+        self.data_log.require(MIN_MOLECULES, "molecules")
         d = self.config.data
         path = cache_dir() / "molecules" / "tensors" / f"{self._cache_key(dataset)}.pt"
         if path.is_file():
@@ -199,13 +273,33 @@ class MoleculeGenerator(Generator):
             os.replace(tmp, path)
         self.atom_marginals, self.bond_marginals = marginals(tensors, self.spec.num_atom_types, self.spec.num_bond_types)
         if raw.shape[1]:
-            self.cond_mean = torch.nanmean(raw, 0)
-            self.cond_std = torch.sqrt(torch.nanmean((raw - self.cond_mean) ** 2, 0)).clamp_min(1e-8)
+            self._condition_statistics(raw)
         return _Molecules(tensors, (raw - self.cond_mean) / self.cond_std)
+
+    def _condition_statistics(self, raw: torch.Tensor) -> None:
+        """Mean / std (the normalisation) and range of each condition; unknown values (NaN) say so."""
+        known = ~torch.isnan(raw)
+        for j, name in enumerate(self.conditions):
+            count = int(known[:, j].sum())
+            if count == 0:
+                raise ValueError(f"condition {name!r} has no known value in the {len(raw)} training molecules")
+            if count < len(raw):
+                print(f"sciogen: {len(raw) - count} of {len(raw)} molecules have no {name!r} value; they train "
+                      f"with {name!r} unknown (the unconditional part of guidance)", file=sys.stderr)
+        self.cond_mean = torch.nanmean(raw, 0)
+        self.cond_std = torch.sqrt(torch.nanmean((raw - self.cond_mean) ** 2, 0)).clamp_min(1e-8)
+        inf = torch.tensor(float("inf"))
+        low = torch.where(known, raw, inf).amin(0)
+        high = torch.where(known, raw, -inf).amax(0)
+        self.condition_stats = {
+            name: {"mean": float(self.cond_mean[j]), "std": float(self.cond_std[j]), "min": float(low[j]),
+                   "max": float(high[j]), "known": int(known[:, j].sum())}
+            for j, name in enumerate(self.conditions)
+        }
 
     def metadata(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "atom_marginals": self.atom_marginals, "bond_marginals": self.bond_marginals,
-                "cond_mean": self.cond_mean, "cond_std": self.cond_std}
+                "cond_mean": self.cond_mean, "cond_std": self.cond_std, "condition_stats": self.condition_stats}
 
     def load_metadata(self, metadata: Mapping[str, Any]) -> None:
         if "spec" in metadata:
@@ -213,6 +307,7 @@ class MoleculeGenerator(Generator):
         for name in ("atom_marginals", "bond_marginals", "cond_mean", "cond_std"):
             if name in metadata:
                 setattr(self, name, torch.as_tensor(metadata[name]))
+        self.condition_stats = dict(metadata.get("condition_stats") or {})
 
     # -- training ----------------------------------------------------------------------------
 
@@ -331,7 +426,17 @@ class MoleculeGenerator(Generator):
     # -- metrics and files ---------------------------------------------------------------------
 
     def reference_data(self) -> Any:
-        return "qm9" if self.config.data.dataset == "qm9" else None
+        """``"qm9"`` / ``"moses"``, or your training file when it is still there (novelty against it)."""
+        d = self.config.data
+        if d.dataset in REFERENCE_DATASETS:
+            return d.dataset
+        if d.dataset == "file" and d.path:
+            try:
+                expand_paths(d.path, MOLECULE_SUFFIXES)
+            except (OSError, ValueError):
+                return None
+            return d.path
+        return None
 
     def evaluate(self, samples: Any, reference: Any = None) -> dict[str, float]:
         """The metrics of ``samples`` (Mols, SMILES or this model's graphs) against ``reference``
@@ -339,17 +444,22 @@ class MoleculeGenerator(Generator):
         return self.evaluate_samples(samples, reference if reference is not None else self.reference_data(), spec=self.spec)
 
     @classmethod
-    def evaluate_samples(cls, samples: Any, reference: Any = None, spec: MoleculeSpec | None = None) -> dict[str, float]:
+    def evaluate_samples(cls, samples: Any, reference: Any = None, spec: MoleculeSpec | None = None,
+                         download: bool = False) -> dict[str, float]:
         """Validity, uniqueness, novelty, FCD and property statistics (:func:`sciogen.molecules.evaluate`).
 
-        ``reference``: ``"qm9"`` (train split for novelty, test split for FCD), ``"moses"``,
-        a file of reference molecules (FCD and properties only), or None (validity and
-        uniqueness only). Graph samples need the ``spec`` that decodes them.
+        ``reference``: ``"qm9"`` (train split for novelty, test split for FCD and
+        properties) or ``"moses"`` from the dataset registry's cache (``download=True``:
+        fetched, checksummed, when the cache has none); your own molecules (a file, folder
+        or glob in any format :func:`~sciogen.molecules.own_data.read_own_molecules` reads,
+        e.g. your training file: novelty, FCD and properties against it); a list of
+        reference SMILES (FCD and properties); or None (validity and uniqueness only).
+        Graph samples need the ``spec`` that decodes them.
         """
         from .metrics import evaluate
 
-        train, ref = _reference_smiles(reference)
-        return evaluate(samples, spec, train_smiles=train, reference_smiles=ref, fcd=ref is not None)
+        train, ref = _reference_smiles(reference, download=download)
+        return evaluate(samples, spec, train_smiles=train, reference_smiles=ref, fcd=ref is not None and len(ref) >= 2)
 
     @classmethod
     def write_samples(cls, samples: Any, path: str | Path) -> Path:
@@ -370,19 +480,53 @@ class MoleculeGenerator(Generator):
         return read_molecules(path, on_error="keep").mols
 
 
-def _reference_smiles(reference: Any) -> tuple[list[str] | None, list[str] | None]:
-    """(train SMILES for novelty, reference SMILES for FCD) of a reference name or file."""
+def _vocabulary(own, d, source: str, log: RecordLog | None = None) -> tuple[list[str], int, int]:
+    """The atom tokens and node count of a user's molecules, or a ValueError with reasons."""
+    from .own_data import MAX_ATOMS_CAP
+
+    cap = max(MAX_ATOMS_CAP, d.max_atoms or 0)
+    failures: list[tuple[int, str]] = []
+    types, largest, good = infer_vocabulary(own.mols, explicit_hydrogens=d.explicit_hydrogens, bonds=d.bonds,
+                                            max_atoms_cap=cap, failures=failures)
+    log = RecordLog() if log is None else log
+    if good == 0 and not len(own) and not len(log):
+        raise ValueError(f"{source}: no molecule records (an empty file, or only blank lines)")
+    if good == 0:
+        for i, reason in failures:
+            log.skip(own.sources[i], own.where[i], _reason(_smiles_or_none(own.mols[i]), reason))
+        log.skipped.sort(key=lambda r: (r.source, _position(r.index)))
+        raise ValueError(f"{source}: no usable molecule among {len(log)} records:\n{log.examples()}")
+    return types, largest, good
+
+
+def _position(where: Any) -> tuple:
+    """Sort key of a record's place (``"line 12"`` after ``"line 9"``)."""
+    import re
+
+    return tuple(int(n) for n in re.findall(r"\d+", str(where))) or (0,)
+
+
+def _reference_smiles(reference: Any, download: bool = False) -> tuple[list[str] | None, list[str] | None]:
+    """(train SMILES for novelty, reference SMILES for FCD) of a dataset name, a user's file or a list."""
     if reference is None:
         return None, None
     if isinstance(reference, str) and reference == "qm9":
-        path = _SHARED_QM9 if (_SHARED_QM9 / "qm9_smiles.csv").is_file() else None
-        train = load_qm9("train", path=path, graphs=False).smiles
-        test = load_qm9("test", path=path, graphs=False).smiles
-        return train, test
+        train = load_qm9("train", graphs=False, download=download).smiles
+        return train, load_qm9("test", graphs=False).smiles
     if isinstance(reference, str) and reference == "moses":
-        return load_moses("train", graphs=False).smiles, load_moses("test", graphs=False).smiles
+        train = load_moses("train", graphs=False, download=download).smiles
+        return train, load_moses("test", graphs=False, download=download).smiles
     if isinstance(reference, (str, Path)):
-        records = read_molecules(reference, on_error="skip")
-        return None, [s for s in records.smiles if s]
+        if not any(ch in str(reference) for ch in "*?[") and not Path(reference).exists():
+            raise FileNotFoundError(f"--reference {str(reference)!r} is neither a file, a folder nor a dataset name "
+                                    f"({', '.join(REFERENCE_DATASETS)})")
+        log = RecordLog()
+        own = read_own_molecules(reference, log=log)
+        log.kept = len(own)
+        if len(log):
+            print(f"sciogen: reference {reference}: {log.summary('molecules')}", file=sys.stderr)
+        smiles = sorted({canonical_smiles(m) for m in own.mols})
+        if not smiles:
+            raise ValueError(f"--reference {reference}: no readable molecule")
+        return smiles, smiles
     return None, list(reference)
-
