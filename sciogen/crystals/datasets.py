@@ -2,7 +2,7 @@
 
     >>> recs = read_own_crystals("my_cifs/", log=RecordLog())   # doctest: +SKIP
 
-    >>> recs = load_cdvae("perov_5", "test", path="../shared/datasets/crystals/perov_5")   # doctest: +SKIP
+    >>> recs = load_cdvae("perov_5", "test", path="my_copies/perov_5")   # doctest: +SKIP
     >>> recs = load_cdvae("mp_20", "train", download=True)      # cached download, SHA-256 checked
 
 Every benchmark has a dataset card (``sciogen/datasets/<name>.yaml``) with the official

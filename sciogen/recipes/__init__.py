@@ -10,7 +10,7 @@ A YAML file may start from a recipe and change a few keys (a *thin reference*)::
 
     recipe: molecules/qm9
     data:
-      path: ../shared/datasets/molecules/qm9
+      path: /data/qm9          # where your copy of the data lies
 
 Its keys are merged over the recipe's, section by section.
 """
