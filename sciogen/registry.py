@@ -304,10 +304,8 @@ def fit(source: str | Path, data: Any = None, *, run_dir: str | Path | None = No
     generator, stem = prepare_run(source, data, overrides, **options)
     run_dir = run_dir or generator.config.train.run_dir or str(Path("runs") / stem)
     generator.config.train.run_dir = str(run_dir)
-    # paths live in the config; Python objects (a list of SMILES, pandas series, ...) are passed on
-    paths = isinstance(data, (str, Path)) or (
-        isinstance(data, (list, tuple)) and bool(data) and all(isinstance(d, (str, Path)) for d in data))
-    return generator.fit(None if data is None or paths else data, run_dir=run_dir, resume=resume)
+    # a path lives in the config; Python objects (a list of SMILES, structures, pandas series) are passed on
+    return generator.fit(None if isinstance(data, (str, Path)) else data, run_dir=run_dir, resume=resume)
 
 
 # -- the built-in domains (one line each; imported only when used) ---------------------------------
