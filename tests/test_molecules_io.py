@@ -56,7 +56,11 @@ def test_write_read_round_trip(tmp_path, suffix):
     smiles = ["CCO", None, "C[NH3+]", "c1ccccc1O"]
     path = write_molecules(smiles, tmp_path / f"out{suffix}")
     recs = read_molecules(path, on_error="keep")
-    assert recs.smiles == ["CCO", None, "C[NH3+]", "Oc1ccccc1"]
+    if ".csv" in suffix:  # one row per molecule, the invalid one kept as invalid
+        assert recs.smiles == ["CCO", None, "C[NH3+]", "Oc1ccccc1"]
+        assert recs.columns["valid"] == [1, 0, 1, 1]
+    else:  # SMILES / SDF files hold the valid molecules only
+        assert recs.smiles == ["CCO", "C[NH3+]", "Oc1ccccc1"]
 
 
 def test_unknown_suffix(tmp_path):

@@ -130,10 +130,10 @@ def test_a_smiles_file_trains_samples_and_evaluates_from_the_shell(tmp_path):
     assert [r["index"] for r in rows] == [f"line {first_bad_line + k}" for k in range(len(GARBAGE))]
     for row, (smiles, words) in zip(rows, GARBAGE.items()):
         assert smiles in row["reason"] and words in row["reason"], row
-    done = run_sciogen("sample", "run", "-n", "12", "--out", "samples.smi", cwd=tmp_path, env=env)
+    done = run_sciogen("sample", "run", "-n", "12", "--out", "samples.csv", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
-    assert len((tmp_path / "samples.smi").read_text().splitlines()) == 12
-    done = run_sciogen("evaluate", "molecules", "samples.smi", "--reference", data.name, "--json",
+    assert len((tmp_path / "samples.csv").read_text().splitlines()) == 13  # a header, then every sample, valid or not
+    done = run_sciogen("evaluate", "molecules", "samples.csv", "--reference", data.name, "--json",
                        cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
@@ -158,9 +158,10 @@ def test_each_format_trains_samples_and_evaluates(fmt, cache, tmp_path, capsys):
     gen = sciogen.load(run, device="cpu")
     assert gen.conditions == ([] if fmt == "smi.gz" else ["pIC50"])
     assert set(gen.spec.atom_types) == {"C", "O", "N", "[N+]", "Cl", "[O-]", "Br", "S"}
-    assert cli("sample", run, "-n", "6", "--out", tmp_path / "s.sdf") == 0
+    # .csv keeps invalid samples (an .sdf holds the valid ones only, none from so short a training)
+    assert cli("sample", run, "-n", "6", "--out", tmp_path / "s.csv") == 0
     capsys.readouterr()
-    assert cli("evaluate", "molecules", tmp_path / "s.sdf", "--reference", data, "--json") == 0
+    assert cli("evaluate", "molecules", tmp_path / "s.csv", "--reference", data, "--json") == 0
     assert json.loads(capsys.readouterr().out)["num_samples"] == 6
 
 

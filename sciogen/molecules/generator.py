@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from sciogen.data.records import RecordLog, expand_paths
 from sciogen.diffusion import CategoricalProcess
+from sciogen.train.checks import finite_number, positive_int
 from sciogen.train.generator import Generator
 
 from .config import RDKIT_CONDITIONS, MoleculeConfig
@@ -420,7 +421,22 @@ class MoleculeGenerator(Generator):
                     raise ConditionError(f"condition {item!r}: {value!r} is not a number") from None
             condition = parsed
         if condition:
-            kwargs["condition"] = dict(condition)
+            checked = {}
+            for name, value in condition.items():
+                try:
+                    checked[name] = finite_number(f"condition {name}", value)
+                except ValueError as err:
+                    raise ConditionError(str(err)) from None
+            self._condition_tensors(1, checked, "cpu")  # names the model knows, before any work
+            kwargs["condition"] = checked
+        if kwargs.get("guidance") is not None:
+            kwargs["guidance"] = finite_number("guidance", kwargs["guidance"])
+        if kwargs.get("valence_retries") is not None:
+            kwargs["valence_retries"] = positive_int("valence_retries", kwargs["valence_retries"], minimum=0)
+        if kwargs.get("scaffold") is not None:
+            if not isinstance(kwargs["scaffold"], str) or not kwargs["scaffold"].strip():
+                raise ConditionError(f"scaffold must be a SMILES string, got {kwargs['scaffold']!r}")
+            self._scaffold_prompt(kwargs["scaffold"])  # a ConditionError with RDKit's reason
         return super().sample(n, **kwargs)
 
     # -- metrics and files ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -464,29 +465,43 @@ def _open_write(path: Path):
     return gzip.open(path, "wt", newline="") if path.suffix == ".gz" else open(path, "w", newline="")
 
 
-def write_smiles(molecules: Sequence, path: str | Path, *, columns: dict[str, Sequence] | None = None) -> Path:
-    """Write canonical SMILES; invalid entries (None) are written as ``None`` to keep positions.
+def _report_dropped(dropped: int, total: int, what: str) -> None:
+    """One stderr line when invalid molecules were left out of a SMILES / SDF file."""
+    if dropped:
+        print(f"sciogen: {dropped} of {total} molecules are invalid and were not written to the {what} file "
+              "(write .csv to keep every row, with a 'valid' column)", file=sys.stderr)
 
-    ``.csv`` gets a ``smiles`` header and the extra ``columns``; ``.smi`` / ``.txt`` one SMILES a line.
+
+def write_smiles(molecules: Sequence, path: str | Path, *, columns: dict[str, Sequence] | None = None) -> Path:
+    """Write canonical SMILES.
+
+    ``.csv`` gets a ``smiles`` header, a ``valid`` column (1 / 0) and the extra ``columns``, one
+    row per molecule: an invalid one (None) has an empty SMILES cell and ``valid`` 0, so reading
+    the file back counts it as invalid. ``.smi`` / ``.txt``: one SMILES a line, valid molecules
+    only (a ``None`` line would break RDKit's ``SmilesMolSupplier``); how many were left out is
+    printed to stderr.
     """
     path = Path(path)
     mols = _as_mols(molecules)
-    smiles = [canonical_smiles(m) if m is not None else "None" for m in mols]
+    smiles = [canonical_smiles(m) if m is not None else None for m in mols]
     with _open_write(path) as handle:
         if _base_suffix(path) == ".csv":
             writer = csv.writer(handle)
             names = list(columns or {})
-            writer.writerow(["smiles", *names])
+            writer.writerow(["smiles", "valid", *names])
             for i, s in enumerate(smiles):
-                writer.writerow([s, *[columns[n][i] for n in names]])  # type: ignore[index]
+                writer.writerow([s or "", int(s is not None), *[columns[n][i] for n in names]])  # type: ignore[index]
         else:
-            handle.write("".join(s + "\n" for s in smiles))
+            handle.write("".join(s + "\n" for s in smiles if s is not None))
+    if _base_suffix(path) != ".csv":
+        _report_dropped(smiles.count(None), len(smiles), "SMILES")
     return path
 
 
 def write_sdf(molecules: Sequence, path: str | Path, *, columns: dict[str, Sequence] | None = None) -> Path:
-    """Write an SDF (2D coordinates computed); None entries are written as empty records
-    titled ``invalid`` so record indices stay aligned with the input."""
+    """Write an SDF (2D coordinates computed) of the valid molecules; invalid entries (None)
+    are left out (no 0-atom records) and how many is printed to stderr. ``columns`` (one
+    value per input molecule) become SD tags."""
     from rdkit.Chem import AllChem
 
     path = Path(path)
@@ -494,17 +509,17 @@ def write_sdf(molecules: Sequence, path: str | Path, *, columns: dict[str, Seque
     buffer = io.StringIO()
     writer = Chem.SDWriter(buffer)
     for i, m in enumerate(mols):
-        mol = Chem.Mol(m) if m is not None else Chem.Mol()
         if m is None:
-            mol.SetProp("_Name", "invalid")
-        else:
-            AllChem.Compute2DCoords(mol)
+            continue
+        mol = Chem.Mol(m)
+        AllChem.Compute2DCoords(mol)
         for name, values in (columns or {}).items():
             mol.SetProp(name, str(values[i]))
         writer.write(mol)
     writer.close()
     with _open_write(path) as handle:
         handle.write(buffer.getvalue())
+    _report_dropped(sum(m is None for m in mols), len(mols), "SDF")
     return path
 
 

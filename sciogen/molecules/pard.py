@@ -149,6 +149,15 @@ def _combine(logits: Sequence[torch.Tensor], guidance: float) -> torch.Tensor:
     return lu + guidance * (lc - lu)
 
 
+def _finite(logits: torch.Tensor, block: int, what: str, step: str) -> torch.Tensor:
+    """``logits`` unchanged, or FloatingPointError naming the block and step (as the core solvers do)."""
+    if not bool(torch.isfinite(logits).all()):
+        raise FloatingPointError(
+            f"non-finite values (NaN or inf) in the network's {what} logits at block {block}, {step}; check the "
+            "checkpoint (a diverged training gives NaN weights) and the conditions, or lower the guidance scale")
+    return logits
+
+
 @torch.no_grad()
 def over_valence(Xp, Ep, Bp, Xn, Ec, Ew, real, max_valence) -> torch.Tensor:
     """(b,) True where a new block gives some atom more bonds than its type allows.
@@ -249,6 +258,7 @@ def sample_graphs(
             lp = _combine([model.first_out(ch) for ch, _, _ in variants], guidance)
         else:
             lp = _combine([model.next_block_logits(h, Bp)[:, k - 1] for _, h, _ in variants], guidance)
+        _finite(lp, k, "block size and degree", "before its denoising steps")
         size = classes // d1
         allowed = (size[None, :] <= (n - count[idx])[:, None]) & ((size > 0) if k == 0 else True)
         if one_block and k > 0:
@@ -285,9 +295,12 @@ def sample_graphs(
                 s = torch.full((rows,), float(grid[j + 1]), device=device)
                 t_node = t[:, None] * real_r
                 outs = [model.denoise(caches, Xt, Ec, Ew, block_r, t_node, degree_r, views, ch) for ch, _, caches in vs]
-                Xt = atoms.step(Xt, _combine([o[0] for o in outs], guidance), t, s, generator)
-                Ec = bonds.step(Ec, _combine([o[1] for o in outs], guidance), t, s, generator)
-                Ew = _symmetric(bonds.step(Ew, _combine([o[2] for o in outs], guidance), t, s, generator))
+                where = f"denoising step {j + 1} of {steps} (t = {float(grid[j]):.5f})"
+                la, lc, lw = (_finite(_combine([o[i] for o in outs], guidance), k, name, where)
+                              for i, name in enumerate(("atom type", "bond (to earlier blocks)", "bond (within block)")))
+                Xt = atoms.step(Xt, la, t, s, generator)
+                Ec = bonds.step(Ec, lc, t, s, generator)
+                Ew = _symmetric(bonds.step(Ew, lw, t, s, generator))
             return Xt, Ec, Ew
 
         Xt, Ec, Ew = denoise_block(None)

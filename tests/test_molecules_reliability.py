@@ -1,0 +1,97 @@
+"""Molecules reliability (issue 22): valid-only SMILES / SDF files, a CSV that keeps invalid rows,
+non-finite network output named by block and step, sample arguments checked before any work."""
+
+import math
+
+import pytest
+
+pytest.importorskip("rdkit")
+pytest.importorskip("torch_geometric")
+
+import torch  # noqa: E402
+from rdkit import Chem  # noqa: E402
+
+from sciogen.molecules import MoleculeGenerator  # noqa: E402
+
+from .test_molecules_generator import tiny_config  # noqa: E402
+
+MOLS = [Chem.MolFromSmiles("CCO"), None, Chem.MolFromSmiles("c1ccccc1")]
+
+
+@pytest.fixture
+def gen():
+    g = MoleculeGenerator(tiny_config())
+    g.cond_mean, g.cond_std = torch.zeros(2), torch.ones(2)
+    return g
+
+
+@pytest.mark.parametrize("suffix", [".smi", ".txt", ".sdf"])
+def test_smiles_and_sdf_files_hold_valid_molecules_only(tmp_path, capsys, suffix):
+    path = MoleculeGenerator.write_samples(MOLS, tmp_path / f"out{suffix}")
+    assert "1 of 3 molecules are invalid and were not written" in capsys.readouterr().err
+    text = path.read_text()
+    assert "None" not in text and "invalid" not in text
+    if suffix == ".sdf":
+        mols = list(Chem.SDMolSupplier(str(path)))
+    else:
+        supplier = Chem.SmilesMolSupplier(str(path), titleLine=False, nameColumn=-1)
+        mols = [supplier[i] for i in range(len(supplier))]
+    assert [Chem.MolToSmiles(m) for m in mols] == ["CCO", "c1ccccc1"]
+
+
+def test_csv_keeps_every_row_and_reads_back_invalid_as_invalid(tmp_path, capsys):
+    path = MoleculeGenerator.write_samples(MOLS, tmp_path / "out.csv")
+    assert "not written" not in capsys.readouterr().err
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("smiles,valid,") and len(lines) == 4
+    assert [line.split(",")[1] for line in lines[1:]] == ["1", "0", "1"]
+    back = MoleculeGenerator.read_samples(path)
+    assert [m is None for m in back] == [False, True, False]
+    assert math.isclose(MoleculeGenerator.evaluate_samples(back)["validity"], 2 / 3)
+
+
+def _nan_params(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+
+
+def test_nan_network_output_names_the_block(gen):
+    _nan_params(gen.model)
+    with pytest.raises(FloatingPointError, match="block size and degree logits at block 0, before its denoising"):
+        gen.sample(2, steps=2, seed=0)
+
+
+def test_nan_denoiser_output_names_block_and_step(gen, monkeypatch):
+    real = gen.model.denoise
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        return (out[0] * float("nan") if len(calls) == 2 else out[0], *out[1:])
+
+    monkeypatch.setattr(gen.model, "denoise", poisoned)
+    with pytest.raises(FloatingPointError, match=r"atom type logits at block 0, denoising step 2 of 3 \(t = 0.66667\)"):
+        gen.sample(1, steps=3, seed=0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"guidance": float("inf")}, "guidance must be finite"),
+    ({"guidance": "2"}, "guidance must be a real number"),
+    ({"condition": {"qed": float("nan")}}, "condition qed must be finite"),
+    ({"condition": {"qed": "high"}}, "condition qed must be a real number"),
+    ({"condition": ["qed=inf"]}, "condition qed must be finite"),
+    ({"condition": {"pIC50": 7.0}}, "unknown condition"),
+    ({"valence_retries": -1}, "valence_retries"),
+    ({"valence_retries": 1.5}, "valence_retries"),
+    ({"scaffold": "c1ccc"}, "scaffold 'c1ccc' cannot be used"),
+    ({"scaffold": ""}, "scaffold must be a SMILES"),
+])
+def test_sample_arguments_are_checked_before_any_work(gen, monkeypatch, kwargs, match):
+    def no_work(*args, **kw):
+        raise AssertionError("sampling started")
+
+    monkeypatch.setattr(MoleculeGenerator, "sample_batch", no_work)
+    with pytest.raises(ValueError, match=match):
+        gen.sample(2, steps=2, seed=0, **kwargs)
