@@ -173,7 +173,8 @@ def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.Argu
         return 130
     if info.is_main:
         path = write_atomically(generator_cls.write_samples, samples, out)
-        print(f"wrote {args.n} samples from {where} to {path}")
+        # a format that holds valid items only (SMILES, SDF) has said how many it left out
+        print(f"sampled {args.n} from {where}; wrote {path}")
     return 0
 
 

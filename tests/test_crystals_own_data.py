@@ -137,7 +137,7 @@ def test_csv_with_a_condition_column_trains_and_samples_with_guidance(tmp_path, 
     out = run_sciogen("sample", "run", "-n", "3", "--out", "cond.csv", "--condition", "formation_energy=-1.2",
                       "--guidance", "2", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
-    assert "wrote 3 samples" in out.stdout and (tmp_path / "cond.csv").is_file()
+    assert "sampled 3 from" in out.stdout and (tmp_path / "cond.csv").is_file()
     with pytest.raises(ValueError, match=r"unknown condition\(s\) \['formation_enrgy'\]"):
         gen.sample(2, condition={"formation_enrgy": 1.0})
     samples = CrystalGenerator.read_samples(tmp_path / "cond.csv")

@@ -56,7 +56,7 @@ def test_two_gloo_processes_follow_the_single_process_trajectory(tmp_path):
 def test_torchrun_sampling_splits_the_work_and_writes_one_deterministic_file(tmp_path):
     options = ["-n", "250", "--batch-size", "100", "--seed", "3", "--steps", "5"]
     result = _torchrun("sample", "toy/gmm", *options, "--out", str(tmp_path / "two.csv"))
-    assert result.stdout.count("wrote 250 samples") == 1  # rank 0 alone writes
+    assert result.stdout.count("sampled 250 from") == 1  # rank 0 alone writes
     assert main(["sample", "toy/gmm", *options, "--out", str(tmp_path / "one.csv")]) == 0
     two, one = (tmp_path / "two.csv").read_text(), (tmp_path / "one.csv").read_text()
     assert two == one and len(one.splitlines()) == 251

@@ -339,4 +339,4 @@ def test_out_must_be_a_folder_checked_before_sampling(tiny, tmp_path, capsys, mo
                      "sample_001_image.nii.gz"]
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
     assert math.isfinite(read_field(tmp_path / "samples" / "sample_000_ddf.nii.gz")[0].sum().item())
-    assert re.search(r"wrote 2 samples", capsys.readouterr().out)
+    assert re.search(r"sampled 2 from .*; wrote ", capsys.readouterr().out)

@@ -133,7 +133,7 @@ def test_cli_sample_and_evaluate(trained, tmp_path):
     assert records == 6 or f"{6 - records} of 6 molecules are invalid and were not written" in r.stderr
     csv = tmp_path / "mols.csv"
     assert run("sample", str(ckpt), "-n", "4", "--out", str(csv)).returncode == 0
-    assert csv.read_text().splitlines()[0] == "smiles,valid,qed,logp,sa,weight"
+    assert csv.read_text().splitlines()[0] == "smiles,valid,qed,logp,sa,weight,fragments"
     assert len(csv.read_text().splitlines()) == 5  # every sample, valid or not
     r = run("evaluate", "molecules", str(sdf), "--json")
     assert r.returncode == 0, r.stderr

@@ -1,5 +1,6 @@
 """Molecules reliability (issue 22): valid-only SMILES / SDF files, a CSV that keeps invalid rows,
-non-finite network output named by block and step, sample arguments checked before any work."""
+non-finite network output named by block and step, sample arguments checked before any work,
+disconnected graphs: 'connected' as its own metric, and what is written decided by a flag."""
 
 import math
 
@@ -87,6 +88,7 @@ def test_nan_denoiser_output_names_block_and_step(gen, monkeypatch):
     ({"valence_retries": 1.5}, "valence_retries"),
     ({"scaffold": "c1ccc"}, "scaffold 'c1ccc' cannot be used"),
     ({"scaffold": ""}, "scaffold must be a SMILES"),
+    ({"fragments": "biggest"}, "fragments must be one of largest, whole"),
 ])
 def test_sample_arguments_are_checked_before_any_work(gen, monkeypatch, kwargs, match):
     def no_work(*args, **kw):
@@ -95,3 +97,48 @@ def test_sample_arguments_are_checked_before_any_work(gen, monkeypatch, kwargs, 
     monkeypatch.setattr(MoleculeGenerator, "sample_batch", no_work)
     with pytest.raises(ValueError, match=match):
         gen.sample(2, steps=2, seed=0, **kwargs)
+
+
+# -- disconnected graphs: what is written, and the 'connected' metric ---------------------------
+
+
+def test_connected_is_its_own_metric():
+    from sciogen.molecules import evaluate
+
+    out = evaluate(["CCO", "C.C.FC(F)(F)F", None, "C1CC1"], fcd=False, properties=False)
+    assert out["validity"] == 0.75  # the disconnected one is valid through its largest fragment
+    assert out["connected"] == 0.5  # but its graph is not connected, and None is not either
+
+
+def test_fragments_flag_decides_what_is_written_and_csv_properties_follow(gen, tmp_path):
+    graph = gen.spec.to_graph("CC.FC(F)(F)F")
+    largest = gen.graph_to_mol(graph, fragments="largest")
+    whole = gen.graph_to_mol(graph, fragments="whole")
+    assert Chem.MolToSmiles(largest) == "FC(F)(F)F" and Chem.MolToSmiles(whole) == "CC.FC(F)(F)F"
+    from sciogen.molecules import evaluate
+
+    # the cut molecule still counts as not connected: it remembers its graph's fragments
+    assert evaluate([largest], fcd=False, properties=False)["connected"] == 0.0
+    rows = {}
+    for name, mol in (("largest", largest), ("whole", whole)):
+        lines = MoleculeGenerator.write_samples([mol], tmp_path / f"{name}.csv").read_text().splitlines()
+        header = lines[0].split(",")
+        rows[name] = dict(zip(header, lines[1].split(",")))
+    assert rows["largest"]["smiles"] == "FC(F)(F)F" and rows["whole"]["smiles"] == "CC.FC(F)(F)F"
+    assert rows["largest"]["fragments"] == rows["whole"]["fragments"] == "2"
+    # the properties are those of the molecule written, not of the whole graph
+    assert float(rows["largest"]["weight"]) == pytest.approx(88.00, abs=0.01)
+    assert float(rows["whole"]["weight"]) == pytest.approx(118.07, abs=0.01)
+
+
+def test_sampling_keeps_the_configured_fragments(gen):
+    gen.model.eval()
+    assert gen.config.sampling.fragments == "largest"
+    mols = gen.sample(6, steps=2, seed=0)
+    whole = gen.sample(6, steps=2, seed=0, fragments="whole")
+    for a, b in zip(mols, whole):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert "." not in Chem.MolToSmiles(a)
+            parts = Chem.MolToSmiles(b).split(".")
+            assert Chem.MolToSmiles(a) in parts

@@ -126,3 +126,47 @@ def test_a_folder_output_replaces_a_folder_atomically(tmp_path):
     write_atomically(writer, 2, out)
     assert sorted(p.name for p in out.iterdir()) == ["0.txt", "1.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hits"]
+
+
+# -- progress on long work (issue 22, item 10) -------------------------------------------------
+
+
+def test_progress_bars_follow_the_terminal_unless_told(monkeypatch):
+    import io
+
+    from sciogen.train.progress import show_progress
+
+    monkeypatch.delenv("CI", raising=False)
+    tty = io.StringIO()
+    tty.isatty = lambda: True
+    monkeypatch.setattr("sys.stderr", tty)
+    assert show_progress(None) and not show_progress(False)
+    monkeypatch.setenv("CI", "true")
+    assert not show_progress(None) and show_progress(True)
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # a pipe or a log file
+    monkeypatch.delenv("CI")
+    assert not show_progress(None)
+
+
+def test_long_data_preparation_says_so_first(capsys):
+    from sciogen.train.progress import preparing
+
+    assert list(preparing(iter(range(5)), 5, "things", notice_from=10)) == list(range(5))
+    assert capsys.readouterr().err == ""
+    assert list(preparing(iter(range(50)), 50, "qm9 molecules as graphs", notice_from=10)) == list(range(50))
+    assert "sciogen: preparing 50 qm9 molecules as graphs" in capsys.readouterr().err
+
+
+def test_the_qm9_graph_conversion_announces_itself(capsys, monkeypatch):
+    pytest.importorskip("rdkit")
+    pytest.importorskip("torch_geometric")
+    import sciogen.train.progress as progress
+    from sciogen.molecules.datasets import _build
+    from sciogen.molecules.representation import MoleculeSpec
+
+    real = progress.preparing
+    monkeypatch.setattr(progress, "preparing", lambda items, total, what: real(items, total, what, notice_from=2))
+    data = _build("qm9", "train", MoleculeSpec.qm9(), ["CCO", "c1ccccc1", "CC#N"], [1, 2, 3], None, (), "raise",
+                  "qm9", True)
+    assert len(data) == 3
+    assert "sciogen: preparing 3 qm9 molecules as graphs" in capsys.readouterr().err

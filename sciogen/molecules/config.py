@@ -122,6 +122,10 @@ class MolDiffusionConfig:
     one_block: bool = False
 
 
+#: what a disconnected sample keeps (``sampling.fragments``)
+FRAGMENT_CHOICES = ("largest", "whole")
+
+
 @dataclass
 class MolSamplingConfig:
     """Sampling defaults: ancestral steps per block, molecules per network call.
@@ -129,6 +133,10 @@ class MolSamplingConfig:
     ``valence_retries``: a block that exceeds some atom's valence is denoised again from
     fresh noise, at most this many times (0 = PARD's plain sampler; see
     :func:`sciogen.molecules.pard.sample_graphs`).
+    ``fragments``: what a sample is when its graph falls apart into several molecules
+    (``C.C.FC(F)(F)F``): ``"largest"`` keeps the largest fragment (the molecule the validity
+    metric scores; the graph's fragment count stays on the Mol and in the CSV's ``fragments``
+    column), ``"whole"`` keeps every fragment (a dot-separated SMILES).
     """
 
     solver: Literal["ancestral"] = "ancestral"
@@ -136,12 +144,15 @@ class MolSamplingConfig:
     batch_size: int = 500
     guidance: float = 1.0
     valence_retries: int = 0
+    fragments: Literal["largest", "whole"] = "largest"
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError(f"sampling.steps and sampling.batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         if self.valence_retries < 0:
             raise ConfigError(f"sampling.valence_retries must be >= 0, got {self.valence_retries}")
+        if self.fragments not in FRAGMENT_CHOICES:
+            raise ConfigError(f"sampling.fragments must be one of {', '.join(FRAGMENT_CHOICES)}; got {self.fragments!r}")
 
 
 def _train_defaults() -> TrainConfig:

@@ -101,8 +101,11 @@ def _build(
     _check_on_error(on_error)
     if on_error == "keep":
         raise ValueError("datasets take on_error='raise' or 'skip' ('keep' is for sample files)")
+    from sciogen.train.progress import preparing
+
     out_graphs, out_smiles, out_ids, skipped = [], [], [], []
-    for k, (s, i) in enumerate(zip(smiles, ids)):
+    rows = preparing(enumerate(zip(smiles, ids)), len(smiles) if graphs else 0, f"{source} molecules as graphs")
+    for k, (s, i) in rows:
         try:
             mol = parse_smiles(s, index=k)
             can = canonical_smiles(mol)

@@ -34,9 +34,10 @@ from torch.utils.data import Dataset
 from sciogen.data.records import RecordLog, expand_paths
 from sciogen.diffusion import CategoricalProcess
 from sciogen.train.checks import finite_number, positive_int
+from sciogen.train.progress import show_progress
 from sciogen.train.generator import Generator
 
-from .config import RDKIT_CONDITIONS, MoleculeConfig
+from .config import FRAGMENT_CHOICES, RDKIT_CONDITIONS, MoleculeConfig
 from .datasets import QM9_PROPERTIES, MoleculeDataset, load_moses, load_qm9
 from .io import MOLECULE_SUFFIXES, read_molecules, write_molecules
 from .network import PARDNet, PARDNetConfig
@@ -361,7 +362,8 @@ class MoleculeGenerator(Generator):
 
     def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
                      condition: Mapping[str, float] | None = None, guidance: float | None = None,
-                     scaffold: str | None = None, graphs: bool = False, valence_retries: int | None = None) -> list:
+                     scaffold: str | None = None, graphs: bool = False, valence_retries: int | None = None,
+                     fragments: str | None = None) -> list:
         if solver != "ancestral":
             raise ValueError(f"molecules are sampled with solver='ancestral' (categorical diffusion), got {solver!r}")
         device = next(model.parameters()).device
@@ -371,12 +373,15 @@ class MoleculeGenerator(Generator):
             model, n, atoms, bonds, steps=steps, generator=generator, cond=cond, cond_mask=mask,
             guidance=self.config.sampling.guidance if guidance is None else float(guidance),
             prompt=self._scaffold_prompt(scaffold) if scaffold else None, one_block=self.config.diffusion.one_block,
-            progress=self.config.train.progress and n >= 200,
+            progress=show_progress(None) and n >= 200,
             max_valence=torch.tensor(max_valences(self.spec)), valence_retries=self._retries(valence_retries),
         )
         mask_nodes = torch.arange(X.shape[1], device=X.device)[None, :] < count[:, None]
         out = from_dense(X.cpu(), E.cpu(), mask_nodes.cpu())
-        return out if graphs else [self.graph_to_mol(g) for g in out]
+        if graphs:
+            return out
+        keep = self.config.sampling.fragments if fragments is None else fragments
+        return [self.graph_to_mol(g, fragments=keep) for g in out]
 
     def _retries(self, value: int | None) -> int:
         retries = self.config.sampling.valence_retries if value is None else value
@@ -384,12 +389,27 @@ class MoleculeGenerator(Generator):
             raise ValueError(f"valence_retries must be an integer >= 0, got {value!r}")
         return int(retries)
 
-    def graph_to_mol(self, graph):
-        """A generated graph as a sanitized RDKit Mol, or None when it is not a valid molecule."""
+    def graph_to_mol(self, graph, *, fragments: str = "whole"):
+        """A generated graph as a sanitized RDKit Mol, or None when it is not a valid molecule.
+
+        ``fragments="largest"`` keeps the largest fragment of a disconnected graph (the
+        molecule the validity metric scores) and records the graph's fragment count in the
+        Mol's :data:`~sciogen.molecules.metrics.FRAGMENTS_PROP`; ``"whole"`` keeps them all.
+        """
         try:
-            return self.spec.to_mol(graph)
+            mol = self.spec.to_mol(graph)
         except MoleculeError:
             return None
+        if fragments == "whole":
+            return mol
+        from rdkit import Chem
+
+        from .metrics import FRAGMENTS_PROP
+
+        parts = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=True)
+        largest = max(parts, key=lambda m: m.GetNumAtoms()) if len(parts) > 1 else Chem.Mol(mol)
+        largest.SetIntProp(FRAGMENTS_PROP, len(parts))
+        return largest
 
     @classmethod
     def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -397,6 +417,9 @@ class MoleculeGenerator(Generator):
                             help="target property (repeatable), e.g. --condition qed=0.55; names the model was trained on")
         parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
         parser.add_argument("--scaffold", help="SMILES of a substructure kept in every molecule")
+        parser.add_argument("--fragments", choices=FRAGMENT_CHOICES,
+                            help="a sample whose graph falls apart keeps its largest fragment (default) or the "
+                                 "whole graph (dot-separated SMILES)")
         parser.add_argument("--valence-retries", type=int, dest="valence_retries",
                             help="denoise a block again (at most this many times) when it exceeds an atom's valence "
                                  "(default: the model's; 0 = PARD's plain sampler)")
@@ -406,6 +429,8 @@ class MoleculeGenerator(Generator):
 
         Other options: ``steps`` (per block), ``seed``, ``batch_size``, ``guidance``,
         ``scaffold`` (SMILES), ``graphs=True`` (return graphs instead of Mols),
+        ``fragments`` (``"largest"`` or ``"whole"``: what a disconnected graph becomes; default
+        ``sampling.fragments``),
         ``valence_retries`` (redraw a block that exceeds an atom's valence at most this many
         times; default ``sampling.valence_retries``, 0 = PARD's plain sampler).
         """
@@ -431,6 +456,8 @@ class MoleculeGenerator(Generator):
             kwargs["condition"] = checked
         if kwargs.get("guidance") is not None:
             kwargs["guidance"] = finite_number("guidance", kwargs["guidance"])
+        if kwargs.get("fragments") is not None and kwargs["fragments"] not in FRAGMENT_CHOICES:
+            raise ValueError(f"fragments must be one of {', '.join(FRAGMENT_CHOICES)}; got {kwargs['fragments']!r}")
         if kwargs.get("valence_retries") is not None:
             kwargs["valence_retries"] = positive_int("valence_retries", kwargs["valence_retries"], minimum=0)
         if kwargs.get("scaffold") is not None:
@@ -479,16 +506,21 @@ class MoleculeGenerator(Generator):
 
     @classmethod
     def write_samples(cls, samples: Any, path: str | Path) -> Path:
-        """``.sdf``, ``.smi`` / ``.txt`` or ``.csv`` (with QED, logP, SA and weight columns)."""
+        """``.sdf``, ``.smi`` / ``.txt`` or ``.csv`` (with QED, logP, SA and weight columns of the
+        molecule written, and ``fragments``: how many molecules its generated graph held)."""
         path = Path(path)
         columns = None
         if path.suffix.lower() == ".csv" or path.name.lower().endswith(".csv.gz"):
             from rdkit import Chem
 
+            from .metrics import fragment_counts
+
+            samples = list(samples)
             smiles = [Chem.MolToSmiles(m) if m is not None else None for m in samples]
-            props = molecule_properties(smiles, ("qed", "logp", "sa", "weight"))
+            props = molecule_properties(smiles, ("qed", "logp", "sa", "weight"))  # of what is written
             columns = {name: [f"{v:.4f}" if np.isfinite(v) else "" for v in props[:, j]]
                        for j, name in enumerate(("qed", "logp", "sa", "weight"))}
+            columns["fragments"] = ["" if c is None else str(c) for c in fragment_counts(samples)]
         return write_molecules(samples, path, columns=columns)
 
     @classmethod

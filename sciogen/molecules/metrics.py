@@ -5,7 +5,10 @@ a graph is built atom by atom and bond by bond from its types, ``SanitizeMol`` m
 and the SMILES kept is the canonical SMILES of the largest fragment. *Relaxed* validity
 first applies the +1 charge rule (:func:`sciogen.molecules.representation.build_mol`).
 Uniqueness is ``|set(relaxed valid)| / |relaxed valid|`` and novelty the fraction of those
-unique SMILES absent from the training set, as DiGress / PARD report them. FCD (Preuer et
+unique SMILES absent from the training set, as DiGress / PARD report them. *Connected* is
+the fraction of all samples whose whole graph is one component (``C.C.FC(F)(F)F`` is valid
+through its largest fragment but not connected); it is reported beside validity because
+validity alone hides disconnected graphs. FCD (Preuer et
 al. 2018) uses fcd-torch's ChemNet on the valid SMILES against reference statistics that
 are computed once and cached. QED / SA / logP / weight distributions are compared with
 the reference by 1-D Fréchet distance (as MOSES) and Wasserstein-1 distance.
@@ -38,6 +41,8 @@ __all__ = [
     "sample_smiles",
     "graph_smiles",
     "validity_metrics",
+    "fragment_counts",
+    "FRAGMENTS_PROP",
     "FCDReference",
     "fcd",
     "property_values",
@@ -48,6 +53,11 @@ __all__ = [
 
 
 # -- from samples to SMILES -------------------------------------------------------------------
+
+#: the RDKit property in which a generated Mol keeps the fragment count of its whole graph when
+#: only its largest fragment was kept (``sample(..., fragments="largest")``); private (a leading
+#: underscore), so SD files do not carry it.
+FRAGMENTS_PROP = "_sciogen_fragments"
 
 
 def _largest_fragment_smiles(mol) -> str | None:
@@ -122,6 +132,54 @@ def sample_smiles(samples: Any, spec: MoleculeSpec | None = None) -> tuple[list[
         else:
             raise TypeError(f"cannot evaluate a sample of type {type(s).__name__}; pass graphs, Mols or SMILES")
     return out, list(out)
+
+
+def _components(n_atoms: int, bonds) -> int:
+    """Connected components of a graph with ``n_atoms`` nodes and ``bonds`` {(i, j): type}."""
+    parent = list(range(n_atoms))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in bonds:
+        parent[root(i)] = root(j)
+    return len({root(i) for i in range(n_atoms)})
+
+
+def _mol_fragments(mol) -> int:
+    if mol.HasProp(FRAGMENTS_PROP):
+        return mol.GetIntProp(FRAGMENTS_PROP)
+    return len(Chem.GetMolFrags(mol)) if mol.GetNumAtoms() else 0
+
+
+def fragment_counts(samples: Any) -> list[int | None]:
+    """The number of connected components of each sample's whole graph (1 = connected).
+
+    Graphs (``Data``, DiGress pairs) are counted on their bonds; Mols on their fragments
+    (a Mol that :meth:`~sciogen.molecules.MoleculeGenerator.sample` cut to its largest
+    fragment remembers its graph's count in :data:`FRAGMENTS_PROP`); SMILES on their
+    ``.``-separated parts. None where a sample is missing or its SMILES does not parse.
+    """
+    if isinstance(samples, Batch):
+        samples = samples.to_data_list()
+    out: list[int | None] = []
+    for s in samples:
+        if s is None or (isinstance(s, str) and s.strip() in ("", "None")):
+            out.append(None)
+        elif isinstance(s, (Data, tuple, list)):
+            atoms, bonds = _graph_parts(s)
+            out.append(_components(len(atoms), bonds))
+        elif isinstance(s, str):
+            mol = Chem.MolFromSmiles(s.strip(), sanitize=False)
+            out.append(None if mol is None else _mol_fragments(mol))
+        elif isinstance(s, Chem.Mol):
+            out.append(_mol_fragments(s))
+        else:
+            raise TypeError(f"cannot count the fragments of a sample of type {type(s).__name__}")
+    return out
 
 
 def validity_metrics(strict: list[str | None], relaxed: list[str | None], train_smiles: set[str] | None = None) -> dict[str, float]:
@@ -316,8 +374,12 @@ class MoleculeEvaluator:
         return self._fcd_ref
 
     def __call__(self, samples: Any) -> dict[str, float]:
+        if isinstance(samples, Batch):
+            samples = samples.to_data_list()
+        samples = list(samples)
         strict, relaxed = sample_smiles(samples, self.spec)
         out = validity_metrics(strict, relaxed, self.train)
+        out["connected"] = sum(c == 1 for c in fragment_counts(samples)) / len(samples)
         valid = [s for s in strict if s is not None]
         if self.use_fcd and self.reference is not None:
             out["fcd"] = fcd(valid, self.fcd_reference(), device=self.device)
@@ -347,7 +409,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Score generated molecules (see :class:`MoleculeEvaluator` for the arguments).
 
-    Returns a dict of floats: ``validity``, ``relaxed_validity``, ``uniqueness``, and, when
+    Returns a dict of floats: ``validity``, ``relaxed_validity``, ``uniqueness``, ``connected``
+    (the fraction of samples whose whole graph is one component), and, when
     their inputs are given, ``novelty``, ``fcd``, ``{qed,sa,logp,weight}_{mean,std,frechet,w1}``
     and the MOSES metrics. Fractions are in [0, 1].
     """
