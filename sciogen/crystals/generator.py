@@ -430,7 +430,8 @@ class CrystalGenerator(Generator):
                   f"{listed}{more}", file=sys.stderr)
         structures = [s for s in samples if s is not None] if isinstance(samples, Sequence) else samples
         if isinstance(samples, Sequence) and not structures:
-            why = f" ({unreadable[0][0]}: {unreadable[0][1]})" if unreadable else " (all failed)"
+            where, reason = unreadable[0] if unreadable else ("", "all failed")
+            why = f" ({reason})" if not where or Path(where).name in reason else f" ({where}: {reason})"
             raise ValueError(f"none of the {len(samples)} samples is a structure{why}; nothing to evaluate")
         metrics = evaluate(samples, reference=_reference_structures(reference, download), task="gen")
         return {**metrics, "unreadable": len(unreadable)}
