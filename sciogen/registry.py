@@ -250,7 +250,7 @@ def read_run_source(source: str | Path) -> tuple[dict[str, Any], str]:
 
 
 def _typed_config(data: dict[str, Any], overrides: Iterable[str], where: str) -> "RunConfig":
-    from sciogen.train.config import ConfigError, apply_overrides, from_dict
+    from sciogen.config import ConfigError, apply_overrides, from_dict
 
     data = apply_overrides(data, overrides)
     domain = data.get("domain")
@@ -268,7 +268,7 @@ def prepare_run(source: str | Path, data: Any = None, overrides: Iterable[str] =
     ``overrides`` (``key=value``) are applied last, so they win over what the data set.
     Returns (generator, stem of the default run folder).
     """
-    from sciogen.train.config import to_dict
+    from sciogen.config import to_dict
 
     raw, stem = read_run_source(source)
     config = _typed_config(raw, (), str(source))

@@ -10,10 +10,10 @@ import yaml
 
 from sciogen.registry import UnknownNameError, load_run_config
 from sciogen.toy import ToyConfig, ToyModelConfig
-from sciogen.train.config import (
-    ConfigError, DiffusionConfig, SamplingConfig, TrainConfig, apply_overrides, config_to_yaml, from_dict,
-    parse_override, save_config, to_dict,
+from sciogen.config import (
+    ConfigError, apply_overrides, config_to_yaml, from_dict, parse_override, save_config, to_dict,
 )
+from sciogen.train.config import DiffusionConfig, SamplingConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 GMM_YAML = REPO / "domains" / "toy" / "gmm.yaml"
@@ -117,3 +117,24 @@ def test_to_dict_is_plain_yaml():
     data = to_dict(ToyConfig())
     assert yaml.safe_load(yaml.safe_dump(data)) == data
     assert [f.name for f in dataclasses.fields(ToyConfig)][:2] == ["domain", "train"]
+
+
+def test_the_ground_floor_imports_nothing_above_it():
+    """sciogen.config, sciogen._version and the dataset registry stand on no upper floor (issue 23)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sciogen.config, sciogen._version, sciogen.data.registry\n"
+        "above = [m for m in ('torch', 'sciogen.train', 'sciogen.train.config', 'sciogen.registry') if m in sys.modules]\n"
+        "assert not above, above\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_old_import_place_still_works():
+    import sciogen.config as ground
+    import sciogen.train.config as old
+
+    assert old.ConfigError is ground.ConfigError and old.from_dict is ground.from_dict

@@ -14,7 +14,7 @@ from rdkit import Chem  # noqa: E402
 from sciogen.molecules import ConditionError, MoleculeConfig, MoleculeGenerator, MoleculeSpec, canonical_smiles  # noqa: E402
 from sciogen.molecules.pard import block_class, to_block_tensors  # noqa: E402
 from sciogen.molecules.representation import BOND_ORDERS, from_dense, max_valences  # noqa: E402
-from sciogen.train.config import from_dict  # noqa: E402
+from sciogen.config import from_dict  # noqa: E402
 
 SMILES = ["CC(=O)NC1CC1", "OCC#N", "C1=CC=CN=C1", "CC(C)(C)O", "O=C1C=CC(=O)N1", "C[NH3+]", "CC1(C)OC1C#C",
           "CCOC(C)=O", "N#CC1CCC1", "CC1=CC=CO1", "OC1CCOC1", "CC(N)C#N"]
@@ -187,7 +187,7 @@ def test_valence_retries_redraw_blocks_that_exceed_a_valence(trained):
 
 @pytest.mark.parametrize("bad", [{"model.conditions": ["boiling_point"]}, {"model.cond_drop": 1.0}])
 def test_config_rejects_bad_values(bad):
-    from sciogen.train.config import ConfigError
+    from sciogen.config import ConfigError
 
     with pytest.raises(ConfigError):
         tiny_config(**bad)

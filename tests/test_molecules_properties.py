@@ -16,7 +16,7 @@ from sciogen.molecules.properties import (  # noqa: E402
     PropertyModelConfig, PropertyNet, PropertyPredictor, PropertyRunConfig, featurize, load_property_predictor,
     train_property_predictor,
 )
-from sciogen.train.config import ConfigError, from_dict  # noqa: E402
+from sciogen.config import ConfigError, from_dict  # noqa: E402
 
 ELEMENTS = ("C", "N", "O", "F")
 

@@ -39,7 +39,7 @@ from functools import lru_cache
 
 import yaml
 
-from sciogen.train.config import ConfigError, from_dict
+from sciogen.config import ConfigError, from_dict
 
 __all__ = ["DatasetCard", "DatasetFile", "cards", "card", "dataset_names"]
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sciogen.train.config import ConfigError, RunConfig, TrainConfig
+from sciogen.config import ConfigError
+
+from sciogen.train.config import RunConfig, TrainConfig
 
 __all__ = ["MolDataConfig", "MolModelConfig", "MolDiffusionConfig", "MolSamplingConfig", "MoleculeConfig",
            "CONDITION_NAMES", "RDKIT_CONDITIONS"]

@@ -26,7 +26,6 @@ gets the same features whichever way it was built.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +38,12 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GINEConv, global_add_pool, global_mean_pool
 
-from sciogen.train.config import ConfigError, TrainConfig, from_dict, to_dict
+from sciogen.config import ConfigError, from_dict, to_dict
+
+from sciogen.train.config import TrainConfig
 
 from .datasets import QM9_PROPERTIES
-from .representation import MoleculeError, UnknownAtomTypeError, canonical_smiles, parse_smiles
+from .representation import UnknownAtomTypeError, canonical_smiles, parse_smiles
 
 __all__ = [
     "PropertyNet", "PropertyPredictor", "PropertyModelConfig", "PropertyDataConfig", "PropertyRunConfig",

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from sciogen.train.config import ConfigError, load_yaml
+from sciogen.config import ConfigError, load_yaml
 
 __all__ = ["recipe_names", "recipe_text", "load_recipe", "resolve_recipe", "merge", "read_config_source"]
 

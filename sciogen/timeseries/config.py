@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sciogen.train.config import ConfigError, RunConfig, SamplingConfig, TrainConfig
+from sciogen.config import ConfigError
+
+from sciogen.train.config import RunConfig, SamplingConfig, TrainConfig
 
 __all__ = ["TSDataConfig", "TSModelConfig", "TSDiffusionConfig", "TSGuidanceConfig", "TimeSeriesConfig"]
 

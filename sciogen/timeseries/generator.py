@@ -643,7 +643,7 @@ def _reference_series(reference: Any, download: bool) -> tuple[list[Series], lis
 def _run_data(path: Path) -> tuple[list[Series], list[Series], int | None]:
     """The training series of a run folder or checkpoint, read as its config says."""
     from sciogen.train.checkpoint import load_checkpoint, resolve_checkpoint
-    from sciogen.train.config import from_dict
+    from sciogen.config import from_dict
 
     config = from_dict(TimeSeriesConfig, load_checkpoint(resolve_checkpoint(path))["config"])
     d = config.data

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sciogen.train.config import ConfigError, DiffusionConfig, RunConfig, SamplingConfig
+from sciogen.config import ConfigError
+
+from sciogen.train.config import DiffusionConfig, RunConfig, SamplingConfig
 
 __all__ = ["ToyConfig", "ToyDataConfig", "ToyModelConfig"]
 

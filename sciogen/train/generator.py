@@ -41,7 +41,9 @@ from .progress import show_progress
 from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from sciogen.data.records import RecordLog
 
-from .config import ConfigError, RunConfig, SamplingConfig, from_dict, to_dict
+from sciogen.config import ConfigError, from_dict, to_dict
+
+from .config import RunConfig, SamplingConfig
 from .seeding import derive_seed, make_generator
 from .trainer import Trainer, ValidateFn
 
@@ -349,7 +351,7 @@ class Generator(abc.ABC):
 
     def checkpoint(self) -> dict[str, Any]:
         """A plain checkpoint dict for sampling (no trainer state)."""
-        from sciogen import __version__
+        from sciogen._version import __version__
 
         header = self._header()
         header["metadata"] = {**header["metadata"], "trained_steps": self.trained_steps}

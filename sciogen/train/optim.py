@@ -17,7 +17,9 @@ import math
 import torch
 from torch import nn
 
-from .config import TrainConfig, check_choice
+from sciogen.config import check_choice
+
+from .config import TrainConfig
 
 __all__ = ["lr_factor", "build_optimizer", "build_scheduler"]
 

@@ -47,7 +47,8 @@ from .checkpoint import (
 )
 from .lock import RunLock
 from .progress import show_progress
-from .config import TrainConfig, to_dict
+from sciogen.config import to_dict
+from .config import TrainConfig
 from .ema import EMA
 from .metrics import MetricsLogger
 from .optim import build_optimizer, build_scheduler
@@ -386,7 +387,7 @@ class Trainer:
 
     def checkpoint(self) -> dict[str, Any]:
         """The full checkpoint dict (collective)."""
-        from sciogen import __version__
+        from sciogen._version import __version__
 
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "sciogen_version": __version__,
