@@ -20,7 +20,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(ev)
     for name, text in (("list", "list shipped models, domains and datasets"),):
         _add_debug(sub.add_parser(name, help=text))
+    _export_parser(sub)
     info = sub.add_parser("info", help="describe a shipped model or a checkpoint")
     info.add_argument("target", metavar="NAME_OR_CKPT")
     _add_debug(info)
@@ -85,6 +86,25 @@ def _train_parser(sub) -> None:
     p.add_argument("--run-dir", help="run folder (default: train.run_dir, else runs/<source>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue the run folder's latest checkpoint (or CKPT)")
+    _add_debug(p)
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export", help="turn a training run into a shippable model file (no trainer state)",
+        description="Write RUN's latest checkpoint (or CKPT) as a model file that sciogen.load and "
+                    "sciogen sample read: the EMA weights as the model's, no optimizer state, the training "
+                    "stages recorded in its metadata, optionally in float16.")
+    p.add_argument("run", metavar="RUN", help="run folder (its latest checkpoint) or a checkpoint file")
+    p.add_argument("out", metavar="OUT", help="the model file to write (.pt)")
+    p.add_argument("--half", action="store_true", help="store weights in float16 (measure the exported file)")
+    p.add_argument("--keep-raw-weights", action="store_true",
+                   help="keep the raw (non-EMA) weights beside the EMA ones (larger file)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a stored sampling default, e.g. --set sampling.valence_retries=3 (repeatable)")
+    p.add_argument("--data", help="data a domain chooses its defaults on (time series: the guidance; "
+                                  "default: the run's own training data)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     _add_debug(p)
 
 
@@ -155,7 +175,13 @@ def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.Argu
         if has_options:
             print(domain_parser.format_help())
         return 0
+    if generator_cls.sample_conditions:
+        domain_parser.add_argument("--condition", action="append", nargs="+", metavar="NAME=VALUE",
+                                   help="target values the model was trained to condition on, e.g. "
+                                        "--condition qed=0.55 (several after one flag, or the flag repeated)")
     conditions = {k: v for k, v in vars(domain_parser.parse_args(rest)).items() if v is not None}
+    if "condition" in conditions and generator_cls.sample_conditions:
+        conditions["condition"] = parse_conditions(item for group in conditions["condition"] for item in group)
     if args.n is None or args.out is None:
         raise ValueError("sciogen sample needs -n N and --out FILE")
     out = check_destination(args.out, generator_cls.output_formats, force=args.force)
@@ -176,6 +202,25 @@ def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.Argu
         # a format that holds valid items only (SMILES, SDF) has said how many it left out
         print(f"sampled {args.n} from {where}; wrote {path}")
     return 0
+
+
+def parse_conditions(items: Iterable[str]) -> dict[str, float | str]:
+    """``["qed=0.55", "scaffold_class=aromatic"]`` -> ``{"qed": 0.55, "scaffold_class": "aromatic"}``:
+    the one parser of ``--condition NAME=VALUE`` (numbers become floats, the rest stay text for
+    the domain to check); a malformed or repeated item is a ValueError naming it."""
+    out: dict[str, float | str] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise ValueError(f"--condition {item!r} must look like NAME=VALUE, e.g. --condition qed=0.55")
+        if name in out:
+            raise ValueError(f"--condition {name} is given twice ({name}={out[name]} and {item})")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            out[name] = value
+    return out
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -217,6 +262,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print("datasets:")
     for name, card in cards().items():
         print(f"  {name:<22} [{card.domain}] {card.title}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from sciogen.data.output import check_destination, write_atomically
+    from sciogen.registry import load
+
+    out = check_destination(args.out, (".pt",), force=args.force, name="OUT")
+    generator = load(args.run, device="cpu")
+    path = write_atomically(
+        lambda _, where: generator.export(where, half=args.half, ema_only=not args.keep_raw_weights,
+                                          settings=args.set, data=args.data), None, out)
+    size = Path(path).stat().st_size / 2**20
+    print(f"exported {args.run} ({generator.trained_steps} steps) to {path} ({size:.1f} MiB)")
     return 0
 
 
@@ -300,7 +359,8 @@ def _dispatch(args: argparse.Namespace, rest: list[str], parser: argparse.Argume
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "sample":
         return _cmd_sample(args, rest, parser)
-    handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info, "demo": _cmd_demo}
+    handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info,
+                "demo": _cmd_demo, "export": _cmd_export}
     return handlers[args.command](args)
 
 

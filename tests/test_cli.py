@@ -138,3 +138,15 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "interrupted by SIGTERM at step" in err and "resume with: sciogen train" in err
     assert len(list((run / "checkpoints").glob("step-*.pt"))) == 1
+
+
+def test_one_condition_parser_for_every_domain():
+    from sciogen.cli import parse_conditions
+
+    assert parse_conditions(["qed=0.55", " logp = -1e-1 ", "group=aromatic"]) == {
+        "qed": 0.55, "logp": -0.1, "group": "aromatic"}
+    for bad in ("qed", "=1", "qed="):
+        with pytest.raises(ValueError, match="must look like NAME=VALUE"):
+            parse_conditions([bad])
+    with pytest.raises(ValueError, match="qed is given twice"):
+        parse_conditions(["qed=0.5", "qed=0.6"])

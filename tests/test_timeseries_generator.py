@@ -145,3 +145,26 @@ def test_select_guidance_writes_the_best_candidate_into_the_config():
     assert all(getattr(g, k) == v for k, v in best.items())
     with pytest.raises(ValueError, match="unknown guidance options \\['scael'\\]"):
         gen.select_guidance(_series(), [{"scael": 1.0}])
+
+
+def test_export_chooses_the_guidance_on_training_windows_and_keeps_an_example(trained, tmp_path):
+    """``prepare_export`` (``sciogen export``): the forecasting defaults come from the candidates'
+    CRPS on the training series, the example window from the data's test split; the S4D
+    kernels stay float32 under ``half``."""
+    from sciogen.timeseries.tables import SeriesData
+    from sciogen.train.checkpoint import load_checkpoint
+
+    series = _series()
+    test = [Series(s.target[:-6], s.start, s.freq, s.item_id) for s in series]  # one test window each
+    data = SeriesData(series, ["training"] * 4, "h", 12, test=test)
+    candidates = ({"solver": "ddim", "steps": 4, "scale": 0.0, "replace": True},
+                  {"solver": "ddim", "steps": 5, "scale": 0.5, "replace": False})
+    trained.EXPORT_CANDIDATES = candidates  # an instance attribute: the class keeps its own
+    out = load_checkpoint(trained.export(tmp_path / "ts.pt", half=True, data=data))
+    guidance = out["config"]["guidance"]
+    assert (guidance["steps"], guidance["replace"]) in {(4, True), (5, False)}
+    assert out["metadata"]["example_truth"].shape == (4, 12)
+    kernels = [k for k in out["model"] if ".kernel." in k and out["model"][k].is_floating_point()]
+    assert kernels and all(out["model"][k].dtype == torch.float32 for k in kernels)
+    assert any(v.dtype == torch.float16 for v in out["model"].values())
+    del trained.EXPORT_CANDIDATES

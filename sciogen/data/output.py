@@ -26,12 +26,14 @@ def _suffix_of(path: Path, formats: Iterable[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def check_destination(out: str | Path, formats: Iterable[str] = (), *, force: bool = False) -> Path:
+def check_destination(out: str | Path, formats: Iterable[str] = (), *, force: bool = False,
+                      name: str = "--out") -> Path:
     """Check ``out`` before sampling; returns it as a Path.
 
     ``formats``: the file suffixes the domain writes and :data:`FOLDER` when it writes
     folders (empty: not checked here). Refuses an unknown suffix (listing the known ones), a
     symbolic link, an existing file or folder unless ``force``, and a missing parent folder.
+    ``name``: how messages call the destination (the option or argument that gave it).
     """
     path = Path(out).expanduser()
     formats = tuple(formats)
@@ -42,14 +44,14 @@ def check_destination(out: str | Path, formats: Iterable[str] = (), *, force: bo
             choices = [f"a file ending in {files}"] if files else []
             if FOLDER in formats:
                 choices.append("a folder (no suffix)")
-            raise ValueError(f"--out {out}: unknown output format {''.join(path.suffixes) or '(none)'!r}; "
+            raise ValueError(f"{name} {out}: unknown output format {''.join(path.suffixes) or '(none)'!r}; "
                              f"use {' or '.join(choices)}")
     if path.is_symlink():
-        raise ValueError(f"--out {out} is a symbolic link; sciogen does not write through links (give the real path)")
+        raise ValueError(f"{name} {out} is a symbolic link; sciogen does not write through links (give the real path)")
     if path.exists() and not force:
-        raise FileExistsError(f"--out {out} already exists; pass --force to replace it, or choose another name")
+        raise FileExistsError(f"{name} {out} already exists; pass --force to replace it, or choose another name")
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"--out {out}: the folder {path.parent} does not exist")
+        raise FileNotFoundError(f"{name} {out}: the folder {path.parent} does not exist")
     return path
 
 

@@ -98,6 +98,7 @@ class MoleculeGenerator(Generator):
     """
 
     domain = "molecules"
+    sample_conditions = True
     record_name = "molecules"
     output_formats = (".sdf", ".smi", ".smiles", ".txt", ".csv")
     config_class = MoleculeConfig
@@ -413,8 +414,6 @@ class MoleculeGenerator(Generator):
 
     @classmethod
     def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--condition", action="append", metavar="NAME=VALUE",
-                            help="target property (repeatable), e.g. --condition qed=0.55; names the model was trained on")
         parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
         parser.add_argument("--scaffold", help="SMILES of a substructure kept in every molecule")
         parser.add_argument("--fragments", choices=FRAGMENT_CHOICES,
@@ -424,8 +423,9 @@ class MoleculeGenerator(Generator):
                             help="denoise a block again (at most this many times) when it exceeds an atom's valence "
                                  "(default: the model's; 0 = PARD's plain sampler)")
 
-    def sample(self, n: int, *, condition: Mapping[str, float] | Sequence[str] | None = None, **kwargs) -> Any:
-        """Draw ``n`` molecules; ``condition`` is ``{name: value}`` or ``["name=value", ...]``.
+    def sample(self, n: int, *, condition: Mapping[str, float] | None = None, **kwargs) -> Any:
+        """Draw ``n`` molecules; ``condition`` is ``{name: value}`` (property names the model
+        was trained on).
 
         Other options: ``steps`` (per block), ``seed``, ``batch_size``, ``guidance``,
         ``scaffold`` (SMILES), ``graphs=True`` (return graphs instead of Mols),
@@ -435,16 +435,7 @@ class MoleculeGenerator(Generator):
         times; default ``sampling.valence_retries``, 0 = PARD's plain sampler).
         """
         if condition is not None and not isinstance(condition, Mapping):
-            parsed = {}
-            for item in condition:
-                name, sep, value = str(item).partition("=")
-                if not sep:
-                    raise ConditionError(f"condition {item!r} must look like name=value, e.g. qed=0.55")
-                try:
-                    parsed[name.strip()] = float(value)
-                except ValueError:
-                    raise ConditionError(f"condition {item!r}: {value!r} is not a number") from None
-            condition = parsed
+            raise ConditionError(f"condition must be a mapping {{name: value}}, e.g. {{'qed': 0.55}}; got {condition!r}")
         if condition:
             checked = {}
             for name, value in condition.items():

@@ -63,6 +63,18 @@ class TimeSeriesGenerator(Generator):
     #: a fast forecasting setting (no network gradients): DDIM 25 steps with the observed
     #: context replaced at every step; ``gen.forecast(x, **gen.FAST_GUIDANCE)``
     FAST_GUIDANCE = {"solver": "ddim", "steps": 25, "scale": 0.0, "replace": True}
+    #: forecasting settings an export tries on the last training windows (:meth:`prepare_export`):
+    #: TSDiff-Q guidance with DDPM (the paper's, scale 8 included) and with DDIM (fast), and
+    #: replacement of the observed context (not in TSDiff)
+    EXPORT_CANDIDATES = (
+        *({"solver": "ddpm", "steps": 100, "scale": s, "replace": False} for s in (1.0, 2.0, 4.0, 8.0)),
+        {"solver": "ddpm", "steps": 100, "scale": 1.0, "replace": True},
+        {"solver": "ddim", "steps": 25, "scale": 0.5, "replace": False},
+        *({"solver": "ddim", "steps": 25, "scale": s, "replace": True} for s in (0.0, 0.5)),
+    )
+    export_sections = ("sampling", "guidance")
+    #: the S4D kernels' frequencies (pi n) need the float32 mantissa
+    export_keep_fp32 = (".kernel.",)
 
     def __init__(self, config: TimeSeriesConfig | None = None):
         config = TimeSeriesConfig() if config is None else config
@@ -301,6 +313,26 @@ class TimeSeriesGenerator(Generator):
             p = np.asarray(p, dtype=np.float64)[-need:]
             rows.append(np.concatenate([np.full(need - len(p), np.nan), p]))
         self._example = {"pasts": rows, "truth": np.asarray(truth, dtype=np.float64)}
+
+    def prepare_export(self, data: Any = None, candidates: Sequence[dict[str, Any]] | None = None) -> None:
+        """Choose the forecasting defaults and keep an example window, on ``data`` (default: the
+        config's training data): the guidance among ``candidates`` (default
+        :attr:`EXPORT_CANDIDATES`; empty: keep the config's) by the CRPS of 16-path forecasts of
+        the last two windows of the *training* series (:meth:`select_guidance`; never the test
+        set), and, when the data has a test split, its last window of each series as
+        :attr:`example` (what ``sciogen demo`` and the notebook forecast without a download)."""
+        from .metrics import split_test_set
+
+        data = self._read(data, self.config, RecordLog())
+        candidates = self.EXPORT_CANDIDATES if candidates is None else candidates
+        if candidates:
+            print(f"sciogen: choosing the forecasting defaults among {len(candidates)} settings on the last two "
+                  f"training windows of {len(data.series)} series", file=sys.stderr)
+            for options, crps in self.select_guidance(data.series, candidates, windows=2, num_samples=16):
+                print(f"  validation CRPS {crps:.5f}  {options}", file=sys.stderr)
+        if data.test:
+            pasts, truth = split_test_set(data.test[-len(data.series):], self.prediction_length)
+            self.set_example(pasts, truth)
 
     @classmethod
     def evaluate_samples(cls, samples: Any, reference: Any = None, download: bool = False) -> dict[str, float]:

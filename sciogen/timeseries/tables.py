@@ -103,7 +103,8 @@ def read_series(data: Any, *, freq: str | None = None, column: str | None = None
 
     Args:
         data: a file, folder, glob or list of files; a GluonTS folder / archive; pandas
-            Series or DataFrame; a :class:`Series` or a list of them.
+            Series or DataFrame; a :class:`Series` or a list of them; a :class:`SeriesData`
+            (returned as it is).
         freq: pandas frequency (default: inferred from the timestamps, or the metadata).
         column: the value column of a long table, or the one series column of a wide table.
         log: collects the series left out (default: a new log, discarded).
@@ -116,6 +117,8 @@ def read_series(data: Any, *, freq: str | None = None, column: str | None = None
     from .datasets import GluonTSDataset
 
     log = log if log is not None else RecordLog()
+    if isinstance(data, SeriesData):  # already read
+        return data
     if isinstance(data, GluonTSDataset):
         return SeriesData(list(data.train), [data.name] * len(data.train), data.freq, data.prediction_length,
                           list(data.test))

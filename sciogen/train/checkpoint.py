@@ -26,7 +26,7 @@ import re
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -196,21 +196,53 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def export_checkpoint(source: str | Path, destination: str | Path, half: bool = False) -> Path:
-    """Copy a training checkpoint (or a run folder's latest) without its trainer state.
+def export_checkpoint(
+    source: str | Path | Mapping[str, Any],
+    destination: str | Path,
+    *,
+    ema_only: bool = True,
+    half: bool = False,
+    keep_fp32: Sequence[str] = (),
+) -> Path:
+    """Write a shippable checkpoint: no trainer state, the training stages recorded.
 
-    The result holds the config, metadata, weights and EMA weights only: what
-    :func:`sciogen.load` needs, a fraction of the size (no optimizer moments). ``half``
-    stores floating-point weights in float16 (loading casts them back to the network's
-    float32; measure the shipped file, since its numbers include the rounding).
+    ``source`` is a training checkpoint, a run folder (its latest checkpoint) or a checkpoint
+    dict (:meth:`sciogen.train.generator.Generator.checkpoint`, after
+    :meth:`~sciogen.train.generator.Generator.prepare_export`). The result holds the config,
+    metadata and weights only: what :func:`sciogen.load` needs, a fraction of the size.
+
+    Args:
+        ema_only: keep the EMA weights as the model's weights (the ones sampling uses) and
+            drop the raw ones; False keeps both.
+        half: store floating-point weights in float16 (loading casts them back to the
+            network's float32; measure the shipped file, since its numbers include the
+            rounding), except the weights whose names contain one of ``keep_fp32``.
+        keep_fp32: name fragments of weights kept in float32 under ``half`` (e.g. ``".kernel."``).
+
+    The metadata gets ``trained_steps`` (this run's steps) and, when the run started from
+    another run's weights (``train.init_from`` in its config), the steps of every stage
+    (:func:`record_stages`).
     """
-    checkpoint = load_checkpoint(resolve_checkpoint(source))
+    checkpoint = dict(load_checkpoint(resolve_checkpoint(source)) if isinstance(source, (str, Path)) else source)
     trainer = checkpoint.pop("trainer", None) or {}
-    checkpoint.setdefault("metadata", {})["trained_steps"] = int(trainer.get("step", 0))
+    metadata = checkpoint["metadata"] = dict(checkpoint.get("metadata") or {})
+    if trainer:
+        metadata["trained_steps"] = int(trainer.get("step", 0))
+    metadata.setdefault("trained_steps", 0)
+    if ema_only and checkpoint.get("ema") is not None:
+        checkpoint["model"], checkpoint["ema"] = checkpoint["ema"], None
     if half:
+        keep = tuple(keep_fp32)
         for key in ("model", "ema"):
             if checkpoint.get(key) is not None:
-                checkpoint[key] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint[key].items()}
+                checkpoint[key] = {k: v.half() if v.is_floating_point() and not any(f in k for f in keep) else v
+                                   for k, v in checkpoint[key].items()}
+    init_from = ((checkpoint.get("config") or {}).get("train") or {}).get("init_from")
+    try:
+        checkpoint = record_stages(checkpoint, init_from, metadata["trained_steps"])
+    except FileNotFoundError:
+        warnings.warn(f"train.init_from {init_from} is gone: the export records this run's "
+                      f"{metadata['trained_steps']} steps only, not the earlier stage's", stacklevel=2)
     return save_checkpoint(checkpoint, destination)
 
 

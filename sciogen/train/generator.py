@@ -41,7 +41,7 @@ from .progress import show_progress
 from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from sciogen.data.records import RecordLog
 
-from sciogen.config import ConfigError, from_dict, to_dict
+from sciogen.config import ConfigError, apply_overrides, from_dict, to_dict
 
 from .config import RunConfig, SamplingConfig
 from .seeding import derive_seed, make_generator
@@ -98,6 +98,13 @@ class Generator(abc.ABC):
     record_name: ClassVar[str] = "records"
     #: the own-data options (of :data:`DATA_OPTIONS`) that :meth:`own_data_config` takes
     data_options: ClassVar[tuple[str, ...]] = ()
+    #: True when :meth:`sample` takes ``condition={name: value}``: ``sciogen sample`` then offers
+    #: ``--condition NAME=VALUE`` (parsed once, in :func:`sciogen.cli.parse_conditions`)
+    sample_conditions: ClassVar[bool] = False
+    #: the config sections an export may change (``sciogen export RUN OUT --set sampling.steps=50``)
+    export_sections: ClassVar[tuple[str, ...]] = ("sampling",)
+    #: name fragments of weights an export keeps in float32 under ``half`` (numerics that need it)
+    export_keep_fp32: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: RunConfig | None = None):
         config = self.config_class() if config is None else config
@@ -364,6 +371,34 @@ class Generator(abc.ABC):
     def save(self, path: str | Path) -> Path:
         """Write the generator (config, metadata, weights, EMA weights) to ``path``."""
         return save_checkpoint(self.checkpoint(), path)
+
+    def prepare_export(self, data: Any = None) -> None:
+        """Called by :meth:`export` before the weights are written: a domain that chooses
+        sampling defaults on its training data (``data``, default: the config's) does it here.
+        The base class does nothing."""
+
+    def export(self, destination: str | Path, *, half: bool = False, ema_only: bool = True,
+               settings: Sequence[str] = (), data: Any = None) -> Path:
+        """Write this model for shipping (:func:`sciogen.train.checkpoint.export_checkpoint`).
+
+        ``settings``: ``"section.key=value"`` changes of the stored defaults, in the sections
+        of :attr:`export_sections` (e.g. ``"sampling.valence_retries=3"``); then
+        :meth:`prepare_export` (``data``), then the weights: the EMA ones alone unless
+        ``ema_only=False``, in float16 with ``half`` (except :attr:`export_keep_fp32`).
+        """
+        if settings:
+            settings = list(settings)
+            for text in settings:
+                section = text.partition("=")[0].strip().split(".")[0]
+                if section not in self.export_sections:
+                    raise ConfigError(f"--set {text}: an export changes only the {', '.join(self.export_sections)} "
+                                      f"section(s) of a {self.domain} model (the weights were trained with the rest)")
+            self.config = from_dict(self.config_class, apply_overrides(to_dict(self.config), settings))
+        self.prepare_export(data)
+        from .checkpoint import export_checkpoint
+
+        return export_checkpoint(self.checkpoint(), destination, ema_only=ema_only, half=half,
+                                 keep_fp32=self.export_keep_fp32)
 
     @classmethod
     def load(cls: type[G], path: str | Path, device: str | torch.device = "auto") -> G:
