@@ -18,7 +18,7 @@ import sciogen
 from sciogen.cli import main
 from sciogen.data.records import RecordLog
 from sciogen.timeseries import Series, TimeSeriesGenerator
-from sciogen.timeseries.data import default_prediction_length
+from sciogen.timeseries.representation import default_prediction_length
 from sciogen.timeseries.synthetic import synthetic_metrics, wasserstein1
 from sciogen.timeseries.tables import read_series
 

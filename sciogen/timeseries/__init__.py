@@ -1,7 +1,7 @@
 """Time series: TSDiff (Kollovieh et al. 2023) — an unconditional diffusion model of series
 windows, with forecasting and imputation by observation self-guidance.
 
-- representation (``data.py``): :class:`Series`, frequencies (seasonality, lags), pandas in/out;
+- ``representation.py``: :class:`Series`, frequencies (seasonality, lags), pandas in/out;
 - ``datasets.py``: GluonTS-format folders and archives, ``exchange_rate_nips``, LSTNet files;
 - ``features.py``: context normalisation and lag channels;
 - ``network.py``: the TSDiff denoiser with bidirectional S4D layers;
@@ -13,7 +13,7 @@ windows, with forecasting and imputation by observation self-guidance.
 """
 
 from .config import TimeSeriesConfig, TSDataConfig, TSDiffusionConfig, TSGuidanceConfig, TSModelConfig
-from .data import (
+from .representation import (
     NonMonotonicIndexError,
     Series,
     SeriesTooShortError,

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Series, SeriesTooShortError
+from .representation import Series, SeriesTooShortError
 
 __all__ = ["seasonal_naive", "RidgeForecaster"]
 

@@ -39,7 +39,7 @@ class TSDataConfig:
         download: fetch ``dataset`` (checksummed) when the cache has no copy.
         column: the value column of a long table, or the one series column of a wide table.
         freq, prediction_length: override the metadata (null: read it, infer the frequency
-            from the timestamps, take :func:`~sciogen.timeseries.data.default_prediction_length`).
+            from the timestamps, take :func:`~sciogen.timeseries.representation.default_prediction_length`).
         context_length: observed steps before the forecast (null: derived, see the module).
         context_multiple: context_length = context_multiple x prediction_length when derived.
         lags: lag channels (null: from the frequency; [] for none).

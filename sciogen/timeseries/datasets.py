@@ -8,7 +8,7 @@ A GluonTS dataset folder holds ``metadata.json`` (or ``metadata/metadata.json``)
 
 The test set holds full series whose last ``prediction_length`` values are the truth;
 rolling evaluations repeat each series with ends ``prediction_length`` apart
-(:func:`sciogen.timeseries.data.rolling_windows`).
+(:func:`sciogen.timeseries.representation.rolling_windows`).
 
 ``exchange_rate_nips`` (Lai et al. 2018, as packaged by Salinas et al. 2019 for GluonTS):
 :func:`load_exchange_rate_nips` reads a local copy or downloads the original archive and
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import Series, TimeSeriesError, normalize_freq
+from .representation import Series, TimeSeriesError, normalize_freq
 
 __all__ = [
     "GluonTSDataset",

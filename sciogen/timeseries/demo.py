@@ -39,7 +39,7 @@ def load_shipped(device: str = "cpu"):
 def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     """Run the demo, write its files to ``out_dir`` and return the result rows."""
     from .baselines import seasonal_naive
-    from .data import seasonality
+    from .representation import seasonality
     from .io import write_forecast, write_truth
     from .metrics import evaluate
 

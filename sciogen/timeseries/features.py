@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import Series, SeriesTooShortError
+from .representation import Series, SeriesTooShortError
 
 #: standardisation floors the standard deviation at this fraction of the mean |value|, so
 #: that nearly flat stretches (pegged currencies, idle sensors) do not blow small moves up

@@ -29,7 +29,7 @@ from sciogen.train.checks import finite_array, finite_number, optional_positive_
 from sciogen.train.generator import Generator
 
 from .config import TimeSeriesConfig
-from .data import (Series, SeriesTooShortError, default_prediction_length, from_pandas, lags_for_freq,
+from .representation import (Series, SeriesTooShortError, default_prediction_length, from_pandas, lags_for_freq,
                    normalize_freq)
 from .datasets import load_registered
 from .tables import SeriesData, read_series
@@ -554,7 +554,7 @@ class TimeSeriesGenerator(Generator):
         series. Each candidate overrides guidance options, e.g. ``{"scale": 0.5}`` or
         ``{"solver": "ddpm", "steps": 100, "scale": 1.0, "replace": True}``; the best one
         is written into ``config.guidance``. Returns ``[(candidate, CRPS), ...]``."""
-        from .data import rolling_windows
+        from .representation import rolling_windows
         from .metrics import evaluate, split_test_set
 
         windows, num_samples = positive_int("windows", windows), positive_int("num_samples", num_samples)

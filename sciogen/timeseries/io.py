@@ -273,11 +273,11 @@ def read_truth(path: str | Path) -> np.ndarray:
 
 def read_context(path: str | Path, freq: str | None = None):
     """Read contexts from CSV: a time column (first column if it parses as dates) and one
-    column per series -> list of :class:`~sciogen.timeseries.data.Series`; a file without
+    column per series -> list of :class:`~sciogen.timeseries.representation.Series`; a file without
     a time column gives its value columns as a DataFrame (a column per series, names kept)."""
     import pandas as pd
 
-    from .data import from_pandas
+    from .representation import from_pandas
 
     frame = _read_csv(path, "the context")
     if frame.empty:

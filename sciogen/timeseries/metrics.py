@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .data import Series, seasonality, split_past_future
+from .representation import Series, seasonality, split_past_future
 
 __all__ = ["QUANTILES", "sample_quantiles", "seasonal_error", "evaluate", "evaluate_dataset", "split_test_set"]
 

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Series, SeriesTooShortError
+from .representation import Series, SeriesTooShortError
 
 __all__ = ["wasserstein1", "acf", "synthetic_metrics", "TEST_WINDOWS", "RIDGE_ALPHA"]
 

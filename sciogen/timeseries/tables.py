@@ -33,7 +33,7 @@ import pandas as pd
 
 from sciogen.data.records import RecordLog, expand_paths
 
-from .data import Series, TimeSeriesError, UnknownFrequencyError, normalize_freq
+from .representation import Series, TimeSeriesError, UnknownFrequencyError, normalize_freq
 
 __all__ = ["SeriesData", "read_series", "ID_NAMES", "TIME_NAMES", "VALUE_NAMES", "SUFFIXES"]
 
