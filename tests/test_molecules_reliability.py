@@ -82,7 +82,7 @@ def test_nan_denoiser_output_names_block_and_step(gen, monkeypatch):
     ({"guidance": "2"}, "guidance must be a real number"),
     ({"condition": {"qed": float("nan")}}, "condition qed must be finite"),
     ({"condition": {"qed": "high"}}, "condition qed must be a real number"),
-    ({"condition": ["qed=inf"]}, "condition qed must be finite"),
+    ({"condition": ["qed=0.5"]}, "condition must be a mapping"),
     ({"condition": {"pIC50": 7.0}}, "unknown condition"),
     ({"valence_retries": -1}, "valence_retries"),
     ({"valence_retries": 1.5}, "valence_retries"),

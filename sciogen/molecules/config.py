@@ -13,9 +13,9 @@ from typing import Literal
 
 from sciogen.config import ConfigError
 
-from sciogen.train.config import RunConfig, TrainConfig
+from sciogen.train.config import RunConfig, SamplingConfig, TrainConfig
 
-__all__ = ["MolDataConfig", "MolModelConfig", "MolDiffusionConfig", "MolSamplingConfig", "MoleculeConfig",
+__all__ = ["MoleculeDataConfig", "MoleculeModelConfig", "MoleculeDiffusionConfig", "MoleculeSamplingConfig", "MoleculeConfig",
            "CONDITION_NAMES", "RDKIT_CONDITIONS"]
 
 #: graph-level conditions of QM9 / MOSES models: QM9's DFT properties and RDKit's
@@ -25,7 +25,7 @@ RDKIT_CONDITIONS = ("qed", "logp", "sa", "weight")
 
 
 @dataclass
-class MolDataConfig:
+class MoleculeDataConfig:
     """Training molecules.
 
     Attributes:
@@ -75,7 +75,7 @@ class MolDataConfig:
 
 
 @dataclass
-class MolModelConfig:
+class MoleculeModelConfig:
     """Size of the :class:`~sciogen.molecules.network.PARDNet` and its conditions.
 
     Attributes:
@@ -106,7 +106,7 @@ class MolModelConfig:
 
 
 @dataclass
-class MolDiffusionConfig:
+class MoleculeDiffusionConfig:
     """The categorical processes of atoms and bonds, and the loss.
 
     Attributes:
@@ -129,7 +129,7 @@ FRAGMENT_CHOICES = ("largest", "whole")
 
 
 @dataclass
-class MolSamplingConfig:
+class MoleculeSamplingConfig(SamplingConfig):
     """Sampling defaults: ancestral steps per block, molecules per network call.
 
     ``valence_retries``: a block that exceeds some atom's valence is denoised again from
@@ -141,7 +141,9 @@ class MolSamplingConfig:
     column), ``"whole"`` keeps every fragment (a dot-separated SMILES).
     """
 
-    solver: Literal["ancestral"] = "ancestral"
+    solvers = ("ancestral",)  # categorical diffusion: PARD's ancestral sampler
+
+    solver: str = "ancestral"
     steps: int = 20
     batch_size: int = 500
     guidance: float = 1.0
@@ -149,8 +151,7 @@ class MolSamplingConfig:
     fragments: Literal["largest", "whole"] = "largest"
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise ConfigError(f"sampling.steps and sampling.batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        super().__post_init__()
         if self.valence_retries < 0:
             raise ConfigError(f"sampling.valence_retries must be >= 0, got {self.valence_retries}")
         if self.fragments not in FRAGMENT_CHOICES:
@@ -167,10 +168,10 @@ class MoleculeConfig(RunConfig):
     """A PARD run: data, network, diffusion, sampling defaults and trainer options."""
 
     domain: str = "molecules"
-    data: MolDataConfig = field(default_factory=MolDataConfig)
-    model: MolModelConfig = field(default_factory=MolModelConfig)
-    diffusion: MolDiffusionConfig = field(default_factory=MolDiffusionConfig)
-    sampling: MolSamplingConfig = field(default_factory=MolSamplingConfig)
+    data: MoleculeDataConfig = field(default_factory=MoleculeDataConfig)
+    model: MoleculeModelConfig = field(default_factory=MoleculeModelConfig)
+    diffusion: MoleculeDiffusionConfig = field(default_factory=MoleculeDiffusionConfig)
+    sampling: MoleculeSamplingConfig = field(default_factory=MoleculeSamplingConfig)
     train: TrainConfig = field(default_factory=_train_defaults)
 
     def __post_init__(self):

@@ -331,9 +331,6 @@ class MoleculeGenerator(Generator):
 
     # -- sampling ----------------------------------------------------------------------------
 
-    def _sampling_defaults(self):
-        return self.config.sampling
-
     def _condition_tensors(self, n: int, condition: Mapping[str, float] | None, device):
         if not condition:
             return None, None

@@ -6,7 +6,7 @@ checking, :class:`~sciogen.config.ConfigError`) is the torch-free :mod:`sciogen.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 # the generic helpers, also importable from here for code written before they moved
 from sciogen.config import (  # noqa: F401
@@ -96,16 +96,30 @@ class DiffusionConfig:
 
 @dataclass
 class SamplingConfig:
-    """Default sampling options of a generator (each can be overridden per call)."""
+    """Default sampling options of a generator (each can be overridden per call).
+
+    A domain whose sampler is not one of the core solvers subclasses it and declares its
+    own in :attr:`solvers` (molecules: ``("ancestral",)``); its extra options are fields of
+    the subclass, checked in a ``__post_init__`` that calls this one first.
+    """
+
+    #: the solver names this config accepts; None: the core's (:data:`sciogen.diffusion.SOLVERS`)
+    solvers: ClassVar[tuple[str, ...] | None] = None
 
     solver: str = "dpm++2m"
     steps: int = 20
     batch_size: int = 1000
 
-    def __post_init__(self):
+    @classmethod
+    def allowed_solvers(cls) -> tuple[str, ...]:
+        if cls.solvers is not None:
+            return tuple(cls.solvers)
         from sciogen.diffusion import SOLVERS
 
-        check_choice("sampling.solver", self.solver, SOLVERS)
+        return tuple(SOLVERS)
+
+    def __post_init__(self):
+        check_choice("sampling.solver", self.solver, self.allowed_solvers())
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError(f"sampling.steps and sampling.batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
