@@ -249,6 +249,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
         card = model_card(name) or ""
         title = next((line.lstrip("# ").strip() for line in card.splitlines() if line.strip()), "")
         print(f"  {name:<22} {title}")
+    from sciogen.registry import available_predictors
+
+    if available_predictors():
+        print("property predictors (score samples; sciogen.<domain>.load_property_predictor):")
+        for name in available_predictors():
+            print(f"  {name}")
     print("domains:")
     for spec in domains():
         extra = f'pip install "sciogen[{spec.extra}]"' if spec.extra else "core"

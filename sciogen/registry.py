@@ -199,6 +199,43 @@ def read_checkpoint(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
         return load_checkpoint(file), str(name_or_path)
 
 
+# -- shipped predictors (property regressors that score samples; not generators) ---------------
+
+#: what a predictor checkpoint says it is (``checkpoint["kind"]``); a generator's has no kind
+PREDICTOR_KIND = "predictor"
+
+
+def available_predictors() -> list[str]:
+    """Names of the shipped property predictors, e.g. ``["molecules/qm9-properties"]``."""
+    folder = _checkpoint_folder() / "predictors"
+    if not folder.is_dir():
+        return []
+    stems = [p.name[: -len(".pt")] for p in folder.iterdir() if p.name.endswith(".pt")]
+    return sorted(s.replace("-", "/", 1) for s in stems if "-" in s)
+
+
+def read_predictor(name_or_path: str | Path, domain: str) -> tuple[dict[str, Any], str]:
+    """Load a property predictor's checkpoint: a shipped name (:func:`available_predictors`) or
+    a file, checked to be a ``domain`` predictor; returns (dict, where)."""
+    from sciogen.train.checkpoint import CheckpointError, load_checkpoint
+
+    path = Path(name_or_path)
+    if path.exists():
+        checkpoint, where = load_checkpoint(path), str(path)
+    else:
+        if str(name_or_path) not in available_predictors():
+            shipped = ", ".join(available_predictors()) or "none"
+            raise UnknownNameError(f"{str(name_or_path)!r} is neither a predictor file nor a shipped predictor "
+                                   f"(shipped predictors: {shipped})")
+        resource = _checkpoint_folder() / "predictors" / f"{_file_name(str(name_or_path))}.pt"
+        with importlib.resources.as_file(resource) as file:
+            checkpoint, where = load_checkpoint(file), str(name_or_path)
+    if checkpoint.get("kind") != PREDICTOR_KIND or checkpoint.get("domain") != domain:
+        what = f"a {checkpoint.get('domain')} {checkpoint.get('kind') or 'generator'}"
+        raise CheckpointError(f"{where} is {what}, not a {domain} property predictor")
+    return checkpoint, where
+
+
 def load(name_or_path: str | Path, device: str = "auto") -> "Generator":
     """A ready-to-sample generator of the right domain.
 
@@ -207,7 +244,10 @@ def load(name_or_path: str | Path, device: str = "auto") -> "Generator":
             run folder (its latest checkpoint).
         device: ``"auto"`` (GPU if present), ``"cpu"``, ``"cuda:1"``, ...
     """
-    checkpoint, _ = read_checkpoint(name_or_path)
+    checkpoint, where = read_checkpoint(name_or_path)
+    if checkpoint.get("kind") == PREDICTOR_KIND:
+        raise ValueError(f"{where} is a {checkpoint.get('domain')} property predictor, not a generator; load it "
+                         f"with the domain's predictor loader (e.g. sciogen.molecules.load_property_predictor)")
     generator_cls = get_domain(str(checkpoint.get("domain"))).generator_class()
     return generator_cls.from_checkpoint(checkpoint, device=device)
 

@@ -66,8 +66,32 @@ def test_predict_save_load_and_errors(tmp_path):
     assert again.properties == ("mu", "gap")
     assert np.allclose(again.predict(["CCO", None, "c1ccoc1"]), values, equal_nan=True)
     torch.save({"format": "something else"}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="not a sciogen molecule property predictor"):
+    with pytest.raises(ValueError, match="not a sciogen checkpoint"):
         PropertyPredictor.load(tmp_path / "bad.pt")
+    # files of the older format (before predictors were sciogen checkpoints) still load
+    old = {"format": "sciogen-molecule-properties", "config": again.config.__dict__ | {}, "mean": again.mean,
+           "std": again.std, "model": again.net.state_dict(), "metadata": {}}
+    old["config"] = __import__("sciogen.config", fromlist=["to_dict"]).to_dict(again.config)
+    torch.save(old, tmp_path / "old.pt")
+    assert np.allclose(PropertyPredictor.load(tmp_path / "old.pt").predict(["CCO"]), values[:1])
+
+
+def test_predictors_go_through_the_registry(tmp_path):
+    import sciogen
+    from sciogen.registry import available_predictors, read_predictor
+    from sciogen.train.checkpoint import CheckpointError
+
+    assert "molecules/qm9-properties" in available_predictors()
+    checkpoint, where = read_predictor("molecules/qm9-properties", "molecules")
+    assert checkpoint["kind"] == "predictor" and where == "molecules/qm9-properties"
+    shipped = load_property_predictor("qm9")
+    assert set(shipped.properties) >= {"gap", "mu"} and shipped.metadata["test_mae"]
+    with pytest.raises(ValueError, match="is a molecules property predictor, not a generator"):
+        sciogen.load(shipped.save(tmp_path / "p.pt"))
+    with pytest.raises(CheckpointError, match="is a toy generator, not a molecules property predictor"):
+        read_predictor(sciogen.load("toy/gmm").save(tmp_path / "g.pt"), "molecules")
+    with pytest.raises(sciogen.registry.UnknownNameError, match="shipped predictors: molecules/qm9-properties"):
+        load_property_predictor("zinc")
     with pytest.raises(ConfigError, match="unknown \\['qed'\\]"):
         PropertyModelConfig(properties=("qed",))
 
@@ -103,5 +127,5 @@ def test_shipped_predictor_on_held_out_qm9(shared_datasets):
     # far better than the mean on every property (gap: DiGress-scale regressors reach ~0.1-0.2 eV)
     assert (mae < 0.35 * spread).all(), dict(zip(predictor.properties, mae / spread))
     assert mae[predictor.properties.index("gap")] < 0.01  # hartree
-    with pytest.raises(LookupError, match="no shipped molecule property predictor 'zinc'"):
+    with pytest.raises(LookupError, match="'molecules/zinc-properties' is neither a predictor file nor a shipped predictor"):
         load_property_predictor("zinc")

@@ -39,7 +39,6 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GINEConv, global_add_pool, global_mean_pool
 
 from sciogen.config import ConfigError, from_dict, to_dict
-
 from sciogen.train.config import TrainConfig
 
 from .datasets import QM9_PROPERTIES
@@ -50,8 +49,8 @@ __all__ = [
     "featurize", "load_property_predictor", "train_property_predictor",
 ]
 
-FORMAT = "sciogen-molecule-properties"
-SHIPPED = "molecules-qm9-properties.pt"  # in sciogen/checkpoints/predictors/ (not a generator, so not in `sciogen list`)
+#: the format tag of predictor files written before they became sciogen checkpoints (still read)
+OLD_FORMAT = "sciogen-molecule-properties"
 UNITS = {"mu": "D", "alpha": "bohr^3", "homo": "hartree", "lumo": "hartree", "gap": "hartree", "cv": "cal/mol/K"}
 _CHARGES = (-1, 0, 1)
 _HYBRID = ("SP", "SP2", "SP3")
@@ -213,39 +212,49 @@ class PropertyPredictor:
         return out if column is None else out[:, column]
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically with the trainer's checkpoint writer (plain values only)."""
-        from sciogen.train.checkpoint import save_checkpoint
+        """Write a sciogen checkpoint (``kind: predictor``, domain ``molecules``) atomically; the
+        registry reads it (:func:`sciogen.registry.read_predictor`)."""
+        from sciogen._version import __version__
+        from sciogen.registry import PREDICTOR_KIND
+        from sciogen.train.checkpoint import FORMAT, FORMAT_VERSION, save_checkpoint
 
-        state = {"format": FORMAT, "config": to_dict(self.config), "mean": self.mean, "std": self.std,
-                 "model": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
-                 "metadata": self.metadata}
+        state = {"format": FORMAT, "format_version": FORMAT_VERSION, "sciogen_version": __version__,
+                 "domain": "molecules", "kind": PREDICTOR_KIND, "config": to_dict(self.config),
+                 "metadata": {**self.metadata, "mean": self.mean.clone(), "std": self.std.clone()},
+                 "model": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}, "ema": None}
         return save_checkpoint(state, path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "PropertyPredictor":
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a sciogen molecule property predictor (format {FORMAT!r})")
+    def from_checkpoint(cls, state: dict, device: str | torch.device = "cpu") -> "PropertyPredictor":
+        metadata = dict(state.get("metadata") or {})
+        mean, std = (state["mean"], state["std"]) if "mean" in state else (metadata.pop("mean"), metadata.pop("std"))
         config = from_dict(PropertyModelConfig, state["config"])
         net = PropertyNet(config)
         net.load_state_dict({k: v.float() for k, v in state["model"].items()})
-        return cls(config, net.to(device), state["mean"], state["std"], state.get("metadata"))
+        return cls(config, net.to(device), mean, std, metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "PropertyPredictor":
+        """A predictor file (a sciogen checkpoint, or the older ``sciogen-molecule-properties`` format)."""
+        from sciogen.registry import read_predictor
+        from sciogen.train.checkpoint import safe_torch_load
+
+        if Path(path).is_file():
+            state = safe_torch_load(path, what="property predictor")
+            if isinstance(state, dict) and state.get("format") == OLD_FORMAT:
+                return cls.from_checkpoint(state, device)
+        return cls.from_checkpoint(read_predictor(path, "molecules")[0], device)
 
 
 def load_property_predictor(name: str = "qm9", device: str | torch.device = "cpu") -> PropertyPredictor:
-    """The shipped predictor (``"qm9"``: ``sciogen/checkpoints/predictors/molecules-qm9-properties.pt``)
-    or a saved file."""
-    import importlib.resources
-
-    from sciogen.registry import UnknownNameError
-
-    if Path(name).suffix == ".pt":
+    """A shipped predictor by name (``"qm9"`` = ``"molecules/qm9-properties"``, see
+    :func:`sciogen.registry.available_predictors`) or a saved file."""
+    if Path(name).suffix == ".pt" or Path(name).exists():
         return PropertyPredictor.load(name, device)
-    if name != "qm9":
-        raise UnknownNameError(f"no shipped molecule property predictor {name!r}; shipped: 'qm9' (or a .pt file)")
-    resource = importlib.resources.files("sciogen") / "checkpoints" / "predictors" / SHIPPED
-    with importlib.resources.as_file(resource) as path:
-        return PropertyPredictor.load(path, device)
+    from sciogen.registry import read_predictor
+
+    full = name if "/" in name else f"molecules/{name}-properties"
+    return PropertyPredictor.from_checkpoint(read_predictor(full, "molecules")[0], device)
 
 
 def _featurize_split(split: str, config: PropertyModelConfig, data_config: PropertyDataConfig) -> list[Data]:
