@@ -51,7 +51,8 @@ def train(recipe: Path, run_dir: Path, steps: int | None = None):
 def brains(config, files):
     import dataclasses
 
-    from sciogen.volumes.data import NetworkGrid, load_volume, resolve_files
+    from sciogen.imaging.grid import NetworkGrid
+    from sciogen.volumes.training import load_volume, resolve_files
 
     d = dataclasses.replace(config, files=list(files))
     return torch.stack([NetworkGrid(load_volume(p, d.npz_axcodes), d.shape, d.percentiles, d.margin).network.as_tensor()
@@ -95,11 +96,12 @@ def _superres_samples(gen, model, condition, n, steps, generator):
     """``n`` samples given a network-grid condition (no resampling of the input)."""
     from sciogen.diffusion import sample
     from sciogen.volumes import schedule_from_monai, timestep_grid
+    from sciogen.volumes.sampling import denoiser
 
     schedule, prediction = schedule_from_monai(gen.scheduler())
     noise = torch.randn((n, 1, *gen.network_shape), generator=generator)
     grid = timestep_grid(schedule.num_steps, steps, spacing="logsnr", schedule=schedule)
-    x = sample(gen._model(model, None, 0.25), noise, schedule=schedule, prediction=prediction, solver="dpm++2m",
+    x = sample(denoiser(gen, model, None, 0.25), noise, schedule=schedule, prediction=prediction, solver="dpm++2m",
                grid=grid, generator=generator, image=condition.expand(n, -1, -1, -1, -1))
     return x.clamp(-1.0, 1.0)
 

@@ -38,7 +38,7 @@ def main() -> None:
     from sciogen.registry import load_run_config
     from sciogen.train.checkpoint import latest_checkpoint
     from sciogen.volumes import psnr
-    from sciogen.volumes.data import training_volumes
+    from sciogen.volumes.training import training_volumes
     from sciogen.volumes.longitudinal import LongitudinalVolumeGenerator, synthetic_longitudinal
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

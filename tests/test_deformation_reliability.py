@@ -29,7 +29,7 @@ from sciogen.deformation import (  # noqa: E402
     RandDeformationDiffusion,
     RandDeformationDiffusiond,
 )
-from sciogen.deformation.data import brain_phantom, read_training_image  # noqa: E402
+from sciogen.deformation.training import brain_phantom, read_training_image  # noqa: E402
 from sciogen.deformation.io import read_field, read_image, write_field, write_image  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"

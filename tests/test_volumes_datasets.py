@@ -17,7 +17,7 @@ sitk = pytest.importorskip("SimpleITK")
 from monai.data import MetaTensor, list_data_collate  # noqa: E402
 
 from .helpers import write_dicom_series  # noqa: E402
-from sciogen.volumes.data import axcodes_affine  # noqa: E402
+from sciogen.volumes.training import axcodes_affine  # noqa: E402
 from sciogen.volumes.datasets import (  # noqa: E402
     LoadVolumed,
     VolumeDataset,

@@ -30,7 +30,7 @@ from sciogen.volumes import (  # noqa: E402
     read_volume,
     write_volume,
 )
-from sciogen.volumes.data import augment_batch, training_volumes  # noqa: E402
+from sciogen.volumes.training import augment_batch, training_volumes  # noqa: E402
 from sciogen.volumes.metrics import histogram_w1, mmd  # noqa: E402
 
 SHAPE = (16, 16, 16)
@@ -87,7 +87,7 @@ def test_clipped_sampling_stays_in_the_data_range(tiny):
 
 
 def test_npz_orientation_codes_give_the_affine():
-    from sciogen.volumes.data import axcodes_affine
+    from sciogen.volumes.training import axcodes_affine
 
     lia = axcodes_affine("LIA")
     # voxel axis 0 points left (-x), axis 1 inferior (-z), axis 2 anterior (+y)

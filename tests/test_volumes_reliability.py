@@ -334,7 +334,7 @@ def test_nan_network_output_raises_in_every_sampling_path(gen):
 
 
 def test_nan_made_after_the_solver_never_reaches_a_returned_volume(gen, monkeypatch):
-    from sciogen.volumes.data import NetworkGrid
+    from sciogen.imaging.grid import NetworkGrid
 
     def broken(self, data):
         return MetaTensor(torch.full((1, *self.input_shape[1:]), math.nan))

@@ -5,16 +5,21 @@ folding-free by construction, and MONAI random transforms for augmentation.
   Jacobians, the folding projection;
 - ``process.py``: :class:`DeformationProcess` (forward deformation, recovery loss, sampler);
 - ``network.py``: :class:`RecoveryUNet`, a time-conditioned 2D / 3D U-Net;
-- ``grid.py``: images of any shape <-> the network grid;
+- ``training.py``: the training images (files, slices of volumes, label masks) on the
+  network grid;
 - :class:`DeformationGenerator` (``generator.py``): fit / sample / deform / save / load;
 - ``metrics.py``: folding %, Jacobian determinants, |u| in % of the side, bending energy;
 - ``transforms.py``: :class:`RandDeformationDiffusion`, :class:`RandDeformationDiffusiond`;
-- ``io.py``: NIfTI / ITK / NumPy images and fields with their affine;
+- ``io.py``: NIfTI / ITK / NumPy images (the shared reader of :mod:`sciogen.imaging`) and
+  fields with their affine;
 - ``demo.py``: ``sciogen demo`` for this domain.
 
-Needs the ``volumes`` extra (MONAI, nibabel, SimpleITK) for the transforms, NIfTI files
-and metrics.
+Images of any shape reach the network through :class:`~sciogen.imaging.grid.GridMap`, and
+warps are :func:`sciogen.imaging.spatial.warp` (both re-exported here). Needs the ``volumes``
+extra (MONAI, nibabel, SimpleITK) for the transforms, image files and metrics.
 """
+
+from sciogen.imaging.grid import GridMap
 
 from .config import (
     DeformationConfig,
@@ -34,7 +39,6 @@ from .fields import (
     warp,
 )
 from .generator import DeformationGenerator
-from .grid import GridMap
 from .metrics import evaluate, field_metrics, folding_fraction
 from .network import RecoveryUNet, ShapeNotDivisibleError
 from .process import DeformationProcess, recovery_times

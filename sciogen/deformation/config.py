@@ -22,7 +22,7 @@ class DeformationDataConfig:
     Attributes:
         root: folder the ``files`` are relative to (``~`` and relative paths allowed); None:
             the dataset registry's copy (each file is looked up by name among the registered
-            datasets' files, in the cache; see :func:`~sciogen.deformation.data.resolve_files`).
+            datasets' files, in the cache; see :func:`~sciogen.deformation.training.resolve_files`).
         files: images (``.nii`` / ``.nii.gz``, ``.mha`` / ``.mhd``, ``.nrrd``, ``.png`` /
             ``.tif``, ``.npy``, ``.npz`` or ``file.npz:key``): 3D volumes (a 4D file: its first
             volume) or, for ``spatial_dims: 2``, also 2D images.

@@ -2,7 +2,7 @@
 
 For each shipped model (2D and 3D) the demo deforms one image a few times (the MNI152
 template when the dataset cache holds the registry's ``mni152_2009``, else a synthetic
-head from :func:`~sciogen.deformation.data.brain_phantom`), writes the
+head from :func:`~sciogen.deformation.training.brain_phantom`), writes the
 warped images, labels and displacement fields as NIfTI, a picture of the warped slices
 with the deformation grid and Jacobian maps (``<model>.png``), and returns one row of
 metrics per model: folding %, smallest determinant, mean / max |u| in % of the side,
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .data import brain_phantom
 from .io import read_image
+from .training import brain_phantom
 
 __all__ = ["run_demo", "demo_image"]
 

@@ -6,13 +6,16 @@ Conventions (the same as MONAI's ``Warp`` / ``DVF2DDF``):
   dimensions (2 or 3); channel ``i`` is the displacement along spatial axis ``i`` of the
   tensor (the axis of size ``S[i]``), **in voxels**.
 - Warping *pulls back*: ``warp(x, u)(p) = x(p + u(p))``, sampled with linear
-  interpolation (``align_corners=True``: voxel centres are the grid points).
+  interpolation (``align_corners=True``: voxel centres are the grid points). :func:`warp`
+  is the shared one (:func:`sciogen.imaging.spatial.warp`), whose defaults are this convention.
 - ``compose(a, b)`` is the displacement of ``phi_a o phi_b``, i.e. first ``b`` then ``a`` in
   point space: ``(phi_a o phi_b)(p) = p + b(p) + a(p + b(p))``. Warping by ``b`` and then by
   ``a`` equals one warp by ``compose(b, a)``: ``warp(warp(x, b), a) ~ warp(x, compose(b, a))``.
 - A *stationary velocity field* (SVF) ``v`` has the same shape and units; its exponential
   ``exp(v)`` (:func:`integrate_velocity`, scaling and squaring) is a diffeomorphism whose
-  exact inverse is ``exp(-v)``.
+  exact inverse is ``exp(-v)``. MONAI's ``DVF2DDF`` does the same with a fixed number of
+  squarings and its own ``Warp``; ours chooses the number from the field's size (half a voxel
+  for the first step) and keeps the grid arithmetic the shipped models were measured with.
 - Fractions of the image side: ``u_frac[:, i] = u[:, i] / S[i]``
   (:func:`voxels_to_fraction`, :func:`fraction_to_voxels`), so 0.1 moves by 10% of the side.
 
@@ -23,10 +26,12 @@ Everything here is pure torch and differentiable; randomness comes only from an 
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from sciogen.imaging.spatial import INTERPOLATIONS, PADDINGS, check_field, identity_grid, warp
 
 __all__ = [
     "INTERPOLATIONS",
@@ -47,67 +52,10 @@ __all__ = [
     "limit_folding",
 ]
 
-Interpolation = Literal["bilinear", "nearest"]
-Padding = Literal["border", "zeros", "reflection"]
-INTERPOLATIONS = ("bilinear", "nearest")
-PADDINGS = ("border", "zeros", "reflection")
-
 
 def spatial_shape(field: torch.Tensor) -> tuple[int, ...]:
     """The spatial shape ``S`` of a field ``(B, D, *S)``."""
     return tuple(field.shape[2:])
-
-
-def check_field(field: torch.Tensor, name: str = "field") -> int:
-    """Check that ``field`` is ``(B, D, *S)`` with ``D = len(S)`` in (2, 3); returns D."""
-    if field.ndim not in (4, 5) or field.shape[1] != field.ndim - 2:
-        raise ValueError(
-            f"{name} must have shape (B, D, *S) with D = len(S) = 2 or 3 (channel i = displacement along "
-            f"spatial axis i, in voxels); got {tuple(field.shape)}"
-        )
-    return field.ndim - 2
-
-
-def identity_grid(shape: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
-    """Voxel coordinates ``(D, *S)``: channel i holds the index along axis i."""
-    axes = [torch.arange(n, device=device, dtype=dtype) for n in shape]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
-
-
-def _normalized_grid(ddf: torch.Tensor) -> torch.Tensor:
-    """grid_sample's grid (B, *S, D) for sampling at p + u(p); last dim in x, y, z order."""
-    shape = spatial_shape(ddf)
-    pos = identity_grid(shape, ddf.device, ddf.dtype).unsqueeze(0) + ddf
-    scale = torch.tensor([2.0 / max(n - 1, 1) for n in shape], device=ddf.device, dtype=ddf.dtype)
-    pos = pos * scale.view(1, -1, *[1] * len(shape)) - 1.0
-    return pos.movedim(1, -1).flip(-1)
-
-
-def warp(image: torch.Tensor, ddf: torch.Tensor, mode: Interpolation = "bilinear",
-         padding_mode: Padding = "border") -> torch.Tensor:
-    """Resample ``image`` at ``p + ddf(p)`` (pull-back warp).
-
-    Args:
-        image: ``(B, C, *S)``, any float dtype (integer labels: cast, use ``mode="nearest"``).
-        ddf: ``(B, D, *S)`` displacement in voxels (B may be 1 to share one field).
-        mode: ``"bilinear"`` (linear / trilinear) for images, ``"nearest"`` for labels.
-        padding_mode: value outside the image: ``"border"``, ``"zeros"`` or ``"reflection"``.
-
-    Returns:
-        ``(B, C, *S)`` in the dtype of ``image``. Identical to MONAI's ``Warp`` (tested).
-    """
-    check_field(ddf, "ddf")
-    if mode not in INTERPOLATIONS:
-        raise ValueError(f"mode must be one of {INTERPOLATIONS}; got {mode!r}")
-    if padding_mode not in PADDINGS:
-        raise ValueError(f"padding_mode must be one of {PADDINGS}; got {padding_mode!r}")
-    if image.shape[2:] != ddf.shape[2:]:
-        raise ValueError(f"image spatial shape {tuple(image.shape[2:])} != ddf spatial shape {tuple(ddf.shape[2:])}")
-    if ddf.shape[0] != image.shape[0]:
-        ddf = ddf.expand(image.shape[0], *ddf.shape[1:])
-    grid = _normalized_grid(ddf.float())
-    out = F.grid_sample(image.float(), grid, mode=mode, padding_mode=padding_mode, align_corners=True)
-    return out.to(image.dtype) if image.is_floating_point() else out
 
 
 def compose(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ dict with ``image`` ``(C, *S)`` (linear interpolation), ``label`` (nearest: the 
 kept), ``ddf`` ``(D, *S)`` in voxels of the image, ``affine`` (4x4, unchanged: the image grid
 is not moved) and ``shrink`` (the factor :func:`~sciogen.deformation.fields.limit_folding`
 applied, 1.0 when the field needed no projection). The network runs on its own grid
-(:class:`~sciogen.deformation.grid.GridMap`), so images of any shape are accepted.
+(:class:`~sciogen.imaging.grid.GridMap`), so images of any shape are accepted.
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ from torch import nn
 
 from sciogen.data.output import FOLDER
 from sciogen.data.records import RecordLog, expand_paths
+from sciogen.imaging.grid import GridMap, normalize_intensity
+from sciogen.imaging.io import check_affine
 from sciogen.train.checks import finite_array, finite_number, optional_positive_int, positive_int
 from sciogen.train.generator import Generator
 
 from .config import DeformationConfig, DeformationDataConfig
-from .data import _file_part, load_training_set, registry_files
 from .fields import PADDINGS, limit_folding, warp
-from .grid import GridMap
-from .io import (IMAGE_SUFFIXES, MIN_SIDE, check_affine, normalize_intensity, read_field, read_image, write_field,
-                 write_image)
+from .io import IMAGE_SUFFIXES, MIN_SIDE, read_field, read_image, write_field, write_image
 from .metrics import compare_fields, compare_images, evaluate
 from .network import RecoveryUNet
 from .process import DeformationProcess
+from .training import _file_part, load_training_set, registry_files
 
 __all__ = ["DeformationGenerator", "export_model", "check_sampling_options"]
 
@@ -152,7 +152,7 @@ class DeformationGenerator(Generator):
         Sets ``data.root`` (the folder) and ``data.files`` (the images found; files under the
         ``labels`` folder are not images); the recipe's ``spatial_dims`` says what is trained:
         a 2D model on 2D images or on slices of 3D volumes, a 3D model on volumes (checked when
-        the files are read, by :func:`~sciogen.deformation.data.load_training_set`).
+        the files are read, by :func:`~sciogen.deformation.training.load_training_set`).
         ``labels``: a folder of label maps matched by file name (the loss is averaged over
         the labelled region). ``download`` without ``data``: fetch the recipe's registered
         dataset into the cache (``data.root: null``).

@@ -15,7 +15,7 @@ padding). Which keys are label maps is decided by name, not by dtype (MONAI load
 maps as float32, and CT images are often int16): ``label_keys`` names them, by default the
 keys called ``label`` / ``seg`` / ``mask`` (also ``labels``, ``segmentation``, ``masks``, or
 ending in ``_label``, ``_seg``, ``_mask``...). Inputs are channel-first ``(C, *S)``, 2D or 3D
-(the model's dimension); any spatial shape works (see :class:`~sciogen.deformation.grid.GridMap`).
+(the model's dimension); any spatial shape works (see :class:`~sciogen.imaging.grid.GridMap`).
 ``MetaTensor`` inputs keep their affine and meta data: the grid does not move, only the
 content. Randomness comes from the transform's own ``self.R`` (MONAI's convention), so
 ``set_random_state(seed)`` gives the same output for the same input, ``Compose`` /

@@ -1,35 +1,28 @@
 """3D medical volumes: NIfTI / ITK files with their geometry, intensity normalisation, and
 MONAI's generative stack driven by sciogen's solvers.
 
-- ``io.py``: :func:`read_volume` / :func:`write_volume` (NIfTI with nibabel; MHA, NRRD and
-  DICOM series with SimpleITK) as MONAI ``MetaTensor``s keeping affine, spacing and
-  orientation; :class:`IntensityNormalization` (percentile or fixed window, invertible);
-  :func:`check_same_geometry`; specific errors for unreadable, 2D or mismatched inputs;
+- ``io.py``: :func:`read_volume` / :func:`write_volume` (the shared reader of
+  :mod:`sciogen.imaging` limited to volumes: NIfTI, MHA, NRRD and DICOM series) as MONAI
+  ``MetaTensor``s keeping affine, spacing and orientation; :func:`check_same_geometry`;
+  specific errors for unreadable, 2D or mismatched inputs;
 - :class:`VolumeGenerator` (``generator.py``): pixel-space 3D diffusion on MONAI's
-  ``DiffusionModelUNet``: fit / sample (any size, optionally by sliding window) / augment
-  (SDEdit variants in the input's geometry) / save / load; config in ``config.py``;
+  ``DiffusionModelUNet``: fit / sample / augment / inpaint / save / load; its sampling modes
+  (unconditional, image-conditioned, SDEdit, inpainting) are the functions of ``sampling.py``;
+  config in ``config.py``;
 - ``conditioning.py``: :class:`ConditionalUNet` (covariates with classifier-free guidance;
   an image by channel concatenation: super-resolution, paired translation), :func:`degrade`;
 - ``latent.py``: :class:`LatentDiffusion` (MONAI ``AutoencoderKL`` + the U-Net on its
   latents; two training stages by the shared trainer);
-- ``datasets.py``: :func:`volume_records` (a folder of volumes, with labels and a CSV of
-  subject / visit / covariates, as MONAI records), :func:`volume_transforms` and
-  :class:`VolumeDataset` (load with checks, RAS, spacing, intensity, crop / pad to a shape);
-- ``longitudinal.py``: :class:`LongitudinalVolumeGenerator` (domain ``volumes_longitudinal``,
-  SADM-style: a sequence-aware conditioner attends over earlier visits and their times under
-  the block-causal mask of ``sciogen.ar``, missing visits masked; ``predict`` / ``forecast``
-  visit after visit) and :func:`synthetic_longitudinal` (the real brains with known
-  progressive deformations);
-- ``data.py``: :class:`NetworkGrid` (any volume <-> the network grid, invertible) and the
-  training volumes with their augmentation;
-- ``metrics.py``: :func:`evaluate` (MS-SSIM diversity, nearest-reference SSIM / PSNR,
-  intensity-histogram W1, MMD), :func:`paired_error` (conditional outputs against their
-  references), :func:`ssim`, :func:`ms_ssim`, :func:`psnr`;
-- ``transforms.py``: :class:`RandVolumeDiffusion` / :class:`RandVolumeDiffusiond`, SDEdit
-  augmentation as MONAI random transforms;
+- ``datasets.py``: :func:`volume_records`, :func:`volume_transforms`, :class:`VolumeDataset`;
+- ``longitudinal/``: :class:`LongitudinalVolumeGenerator` (domain ``volumes_longitudinal``,
+  SADM-style next-visit generation; ``data``, ``network``, ``config``, ``generator``);
+- ``training.py``: the training volumes on the network grid
+  (:class:`~sciogen.imaging.grid.NetworkGrid`) and their augmentation;
+- ``metrics.py``: :func:`evaluate`, :func:`paired_error`, :func:`ssim`, :func:`ms_ssim`, :func:`psnr`;
+- ``transforms.py``: :class:`RandVolumeDiffusion` / :class:`RandVolumeDiffusiond` (SDEdit
+  augmentation as MONAI random transforms);
 - ``monai_interop.py``: :func:`schedule_from_monai`, :class:`MonaiUNetModel`,
-  :func:`sample_monai` (any core solver on a MONAI ``DiffusionModelUNet``) and a drop-in
-  :class:`DDIMScheduler` whose steps are the core DDIM.
+  :func:`sample_monai` and a drop-in :class:`DDIMScheduler` whose steps are the core DDIM.
 
 Needs the ``volumes`` extra (MONAI, nibabel, SimpleITK); names are imported on first use so
 that ``import sciogen.volumes`` stays light.
@@ -54,7 +47,7 @@ _PARTS = {
     "longitudinal", "progressive_displacement": "longitudinal", "subject_on_grid": "longitudinal",
     "SequenceConditioner": "longitudinal", "VisitEncoder": "longitudinal", "LongitudinalUNet": "longitudinal",
     "HistoryError": "longitudinal",
-    "NetworkGrid": "data", "training_volumes": "data", "load_volume": "data",
+    "NetworkGrid": "sciogen.imaging.grid", "training_volumes": "training", "load_volume": "training",
     "evaluate": "metrics", "paired_error": "metrics", "ssim": "metrics", "ms_ssim": "metrics", "psnr": "metrics",
     "RandVolumeDiffusion": "transforms", "RandVolumeDiffusiond": "transforms",
 }
@@ -74,5 +67,6 @@ def __getattr__(name: str):
     if name in _PARTS:
         import importlib
 
-        return getattr(importlib.import_module(f"{__name__}.{_PARTS[name]}"), name)
+        module = _PARTS[name]
+        return getattr(importlib.import_module(module if "." in module else f"{__name__}.{module}"), name)
     raise AttributeError(f"module 'sciogen.volumes' has no attribute {name!r}")

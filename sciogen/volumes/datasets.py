@@ -53,13 +53,13 @@ from monai.transforms import (
     Spacingd,
 )
 
+from sciogen.imaging.io import file_suffix as _suffix
+
 from .io import (
-    _ITK_READ,
-    _NIFTI,
+    VOLUME_SUFFIXES,
     UnsupportedFormatError,
     VolumeError,
     VolumeNotFoundError,
-    _suffix,
     check_same_geometry,
     read_volume,
 )
@@ -67,7 +67,7 @@ from .io import (
 __all__ = ["volume_records", "find_volumes", "own_volume_records", "covariate_columns", "LoadVolumed", "volume_transforms", "VolumeDataset",
            "VolumeDatasetError"]
 
-_VOLUME_SUFFIXES = _NIFTI + _ITK_READ
+_VOLUME_SUFFIXES = VOLUME_SUFFIXES
 _RAS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 

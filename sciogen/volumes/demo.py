@@ -33,7 +33,7 @@ def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     """Sample and augment with the shipped model; write files to ``out_dir``; return rows."""
     from sciogen.registry import available, load
 
-    from .data import load_volume
+    from .training import load_volume
     from .generator import VolumeGenerator
     from .metrics import evaluate
     from .plots import plot_volumes

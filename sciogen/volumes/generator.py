@@ -14,10 +14,11 @@ compares them); sciogen samples it with the core solvers through
 
 Samples are in normalised units ([-1, 1] maps the training volumes' 0.5 / 99.5 intensity
 percentiles) with the mean affine of the training grid. :meth:`VolumeGenerator.augment`
-maps a user's volume onto the network grid (:class:`~sciogen.volumes.data.NetworkGrid`),
+maps a user's volume onto the network grid (:class:`~sciogen.imaging.grid.NetworkGrid`),
 noises it to ``level`` and denoises it; the change the model made is mapped back onto the
 input's own grid, scaled to the input's units and added to the input (clipped to the input's
 intensity range), so the fine detail the network grid cannot hold is kept, with its affine.
+The sampling modes themselves are the functions of :mod:`sciogen.volumes.sampling`.
 """
 
 from __future__ import annotations
@@ -28,37 +29,35 @@ import json
 import math
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.inferers import sliding_window_inference
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 from torch import nn
 
 from sciogen.data.output import FOLDER
 from sciogen.data.records import RecordLog
-from sciogen.diffusion import classifier_free, from_x0, inpaint, to_x0
-from sciogen.diffusion import sample as core_sample
+from sciogen.imaging.grid import NetworkGrid
+from sciogen.imaging.io import plain_tensor
 from sciogen.train.checkpoint import latest_checkpoint
 from sciogen.train.checks import finite_array, finite_number, optional_positive_int, positive_int
 from sciogen.train.generator import Generator, _replace
 from sciogen.train.trainer import Trainer
 
+from . import sampling
 from .conditioning import ConditionalUNet, blank, covariate_tensor, degrade, random_boxes
 from .config import VolumeConfig
-from .latent import LatentDiffusion, autoencoder_loss
-from .data import (NetworkGrid, augment_batch, load_volume, records_on_grid, registry_file, resolve_files,
-                   training_volumes, unusable_reason)
 from .datasets import find_volumes, own_volume_records
-from .io import (IntensityNormalization, VolumeError, check_affine, check_spatial_shape, read_volume,
-                 write_volume)
+from .io import VolumeError, read_volume, write_volume
+from .latent import LatentDiffusion, autoencoder_loss
 from .metrics import evaluate
-from .monai_interop import MonaiUNetModel, schedule_from_monai, timestep_grid
+from .monai_interop import schedule_from_monai
+from .training import (augment_batch, load_volume, records_on_grid, registry_file, resolve_files, training_volumes,
+                       unusable_reason)
 
 __all__ = ["VolumeGenerator", "export_model"]
 
@@ -386,54 +385,6 @@ class VolumeGenerator(Generator):
 
     # -- sampling -------------------------------------------------------------------------------
 
-    def _model(self, network: nn.Module, patch_size: Sequence[int] | None, overlap: float, clip: bool | None = None,
-               guidance: float = 1.0):
-        """The core-solver model: the network, or the network run by MONAI's sliding window;
-        with ``guidance`` != 1, classifier-free guidance on the covariates; with ``clip``
-        (default ``config.sampling.clip``) its clean estimate clipped to [-1, 1]."""
-        schedule, prediction = schedule_from_monai(self.scheduler())
-        model = self._windowed(network, schedule, patch_size, overlap)
-        if guidance != 1.0:
-            model = classifier_free(model, guidance, null_cond={"covariates": None})
-        if not (self.config.sampling.clip if clip is None else clip):
-            return model
-
-        def clipped(x, t, **cond):
-            alpha = schedule.alpha(t.double()).to(x.dtype).view(-1, *[1] * (x.ndim - 1))
-            sigma = schedule.sigma(t.double()).to(x.dtype).view(-1, *[1] * (x.ndim - 1))
-            x0 = to_x0(model(x, t, **cond), x, alpha, sigma, prediction).clamp(-1.0, 1.0)
-            return from_x0(x0, x, alpha, sigma, prediction)
-
-        return clipped
-
-    @staticmethod
-    def _windowed(network: nn.Module, schedule, patch_size: Sequence[int] | None, overlap: float):
-        if patch_size is None:
-            return MonaiUNetModel(network, schedule)
-
-        def windowed(x, timesteps, image=None, covariates=None):
-            inputs = x if image is None else torch.cat([x, image.to(x.dtype)], 1)  # windows cut through both
-            out = []
-            for i in range(x.shape[0]):
-                def predictor(w, k=timesteps[i:i + 1], cov=None if covariates is None else covariates[i:i + 1]):
-                    cond = {} if image is None else {"image": w[:, x.shape[1]:]}
-                    if cov is not None:
-                        cond["covariates"] = cov.expand(w.shape[0], -1)
-                    return network(w[:, :x.shape[1]], timesteps=k.expand(w.shape[0]), **cond)
-
-                out.append(sliding_window_inference(inputs[i:i + 1], roi_size=tuple(int(p) for p in patch_size),
-                                                    sw_batch_size=1, predictor=predictor, overlap=overlap,
-                                                    mode="gaussian"))
-            return torch.cat([o.as_tensor() if hasattr(o, "as_tensor") else o for o in out])
-
-        return MonaiUNetModel(windowed, schedule)
-
-    def _state_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
-        """The diffused tensor of one volume of ``shape``: the volume, or its latent."""
-        if not self.latent:
-            return (1, *shape)
-        return (self.config.latent.latent_channels, *(s // self.config.latent.factor for s in shape))
-
     def _check_shape(self, shape: Sequence[int], what: str) -> tuple[int, int, int]:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 3 or any(s < self.divisor or s % self.divisor for s in shape):
@@ -475,7 +426,7 @@ class VolumeGenerator(Generator):
                 out[name] = self._check_shape([positive_int(f"{name}[{i}]", v) for i, v in enumerate(value)], name)
         for name in ("image", "mask"):
             if out.get(name) is not None:
-                out[name] = _as_volume(out[name], name)
+                out[name] = sampling.as_volume(out[name], name)
         condition = out.get("condition")
         if isinstance(condition, (list, tuple)):  # the CLI's NAME=VALUE pairs
             out["condition"] = dict(condition)
@@ -487,40 +438,43 @@ class VolumeGenerator(Generator):
         FloatingPointError instead of reaching a returned volume."""
         out = self._sample_batch(model, n, **options)
         for i, volume in enumerate(out):
-            _check_finite(volume, f"sample {i} of the chunk after the last solver step (decoding it or mapping it "
-                                  "back onto the input's grid)")
+            sampling.check_finite(volume, f"sample {i} of the chunk after the last solver step (decoding it or "
+                                          "mapping it back onto the input's grid)")
         return out
 
     def _sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
                       shape: Sequence[int] | None = None, patch_size: Sequence[int] | None = None,
-                     overlap: float | None = None, image: Any = None, level: float | None = None,
-                     mask: Any = None, clip: bool | None = None, spacing: str | None = None,
-                     condition: dict[str, Any] | None = None, guidance: float | None = None,
-                     **conditions) -> list[MetaTensor]:
+                      overlap: float | None = None, image: Any = None, level: float | None = None,
+                      mask: Any = None, clip: bool | None = None, spacing: str | None = None,
+                      condition: dict[str, Any] | None = None, guidance: float | None = None,
+                      **conditions) -> list[MetaTensor]:
+        """Pick the sampling mode (:mod:`sciogen.volumes.sampling`) from the model's condition
+        and the arguments: inpainting (``mask=``), image-conditioned, SDEdit (``image=``) or
+        unconditional."""
         if conditions:
             raise ValueError(f"unknown sampling conditions {sorted(conditions)}; the volumes domain takes shape=, "
                              "patch_size=, overlap=, image=, level=, mask=, clip=, spacing=, condition=, guidance=")
         s, c = self.config.sampling, self.config.condition
         patch_size = s.patch_size if patch_size is None else patch_size
-        overlap = s.overlap if overlap is None else float(overlap)
         if patch_size is not None:
             if self.latent:
                 raise ValueError("patch_size= (sliding window) is for pixel-space models; a latent model generates "
                                  "large volumes whole (its U-Net works on the small latent grid)")
             patch_size = self._check_shape(patch_size, "patch_size")
-        device = next(model.parameters()).device
+        chunk = sampling.Chunk(model, n, generator, steps, solver, patch_size,
+                               s.overlap if overlap is None else float(overlap))
         if isinstance(condition, (list, tuple)):  # the CLI's NAME=VALUE pairs
             condition = dict(condition)
         covariates = covariate_tensor(condition, c.names, c.classes, n)
         guidance = c.guidance if guidance is None else float(guidance)
         if guidance != 1.0 and not c.names:
             raise ValueError("guidance= is classifier-free guidance on covariates; this model has none")
-        cond = {} if covariates is None else {"covariates": covariates.to(device)}
+        cond = {} if covariates is None else {"covariates": covariates.to(chunk.device)}
         if c.image == "masked":
             if image is None or mask is None:
                 raise ValueError("this is an inpainting model (condition.image='masked'): pass image= and mask= "
                                  "(nonzero where the volume is to be generated)")
-            return self._inpaint_batch(model, n, image, mask, steps, solver, generator, patch_size, overlap, cond)
+            return sampling.sample_inpainted(self, chunk, image, mask, cond)
         if c.image != "none":
             if image is None:
                 what = "a label map on a volume's grid" if c.image == "label" else "the volume to super-resolve or translate"
@@ -529,143 +483,17 @@ class VolumeGenerator(Generator):
             if mask is not None or level is not None or shape is not None:
                 raise ValueError("an image-conditioned model takes image= as its condition; mask=, level= and shape= "
                                  "do not apply")
-            return self._image_conditioned_batch(model, n, image, steps, solver, generator, patch_size, overlap,
-                                                 clip, spacing, guidance, cond)
+            return sampling.sample_from_image(self, chunk, image, clip=clip, spacing=spacing, guidance=guidance,
+                                              cond=cond)
         if mask is not None and image is None:
             raise ValueError("mask= needs image=: the volume whose masked region is to be generated")
         if image is not None and mask is not None:
-            return self._inpaint_batch(model, n, image, mask, steps, solver, generator, patch_size, overlap)
+            return sampling.sample_inpainted(self, chunk, image, mask)
         if image is not None:
-            return self._augment_batch(model, n, image, s.level if level is None else float(level), steps, solver,
-                                       generator, patch_size, overlap)
+            return sampling.sample_sdedit(self, chunk, image, s.level if level is None else float(level))
         shape = self._check_shape(shape or self.network_shape, "shape")
-        noise = torch.randn((n, *self._state_shape(shape)), generator=generator, device=generator.device).to(device)
-        schedule, prediction = schedule_from_monai(self.scheduler())
-        grid = timestep_grid(schedule.num_steps, steps, spacing=s.spacing if spacing is None else spacing,
-                             schedule=schedule)
-        x = core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
-                        prediction=prediction, solver=solver, grid=grid, generator=generator, **cond)
-        if self.latent:
-            x = _check_finite(model.decode(x), "the latent decode after the last solver step")
-        meta = {"space": "RAS", **({"condition": dict(condition), "guidance": guidance} if condition else {})}
-        return [MetaTensor(x[i].float().cpu(), affine=self.grid_affine.clone(), meta=dict(meta)) for i in range(n)]
-
-    def _image_conditioned_batch(self, model, n, image, steps, solver, generator, patch_size, overlap, clip, spacing,
-                                 guidance, cond) -> list[MetaTensor]:
-        """Super-resolution / translation of ``image``: generated on the network grid over the
-        input's field of view, in the input's units (its percentile normalisation inverted)."""
-        volume = _as_volume(image, "image")
-        if self.config.condition.image == "label":
-            return self._label_conditioned_batch(model, n, volume, steps, solver, generator, patch_size, overlap, clip,
-                                                 spacing, guidance, cond)
-        grid = NetworkGrid(volume[:1], self.network_shape, self.config.data.percentiles, self.config.data.margin)
-        device = next(model.parameters()).device
-        source = grid.network.as_tensor()[None].to(device)
-        if self.config.condition.image == "lowres":
-            source = degrade(source, self.config.condition.factor)  # the degradation the model was trained on
-        x = self._sample_given_image(model, n, source, steps, solver, generator, patch_size, overlap, clip, spacing,
-                                     guidance, cond)
-        norm = grid.normalization
-        return [MetaTensor(norm.inverse(x[i].float().cpu().clamp(-1.0, 1.0)), affine=grid.affine.clone(),
-                           meta={"space": "RAS", "condition_image": self.config.condition.image})
-                for i in range(n)]
-
-    def _sample_given_image(self, model, n, source, steps, solver, generator, patch_size, overlap, clip, spacing,
-                            guidance, cond) -> torch.Tensor:
-        """``n`` network-grid samples (n, 1, *network_shape) of a model conditioned on the image
-        ``source`` (1, 1, *network_shape) by channel concatenation."""
-        noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(source.device)
-        schedule, prediction = schedule_from_monai(self.scheduler())
-        ts = timestep_grid(schedule.num_steps, steps, spacing=self.config.sampling.spacing if spacing is None else spacing,
-                           schedule=schedule)
-        return core_sample(self._model(model, patch_size, overlap, clip, guidance), noise, schedule=schedule,
-                           prediction=prediction, solver=solver, grid=ts, generator=generator,
-                           image=source.expand(n, -1, -1, -1, -1), **cond)
-
-    def _label_conditioned_batch(self, model, n, label, steps, solver, generator, patch_size, overlap, clip, spacing,
-                                 guidance, cond) -> list[MetaTensor]:
-        """Volumes for a label map: the map's whole field of view on the network grid (as in
-        training), samples in normalised units [-1, 1] with that grid's affine."""
-        values = _plain(label[:1])
-        if not torch.equal(values, values.round()) or float(values.min()) < 0:
-            raise VolumeError(f"image= must be a label map of non-negative integers, got values {float(values.min())} .. "
-                              f"{float(values.max())}")
-        window = IntensityNormalization(mode="window", window=(0.0, self.label_max))
-        grid = NetworkGrid(label[:1], self.network_shape, normalization=window, crop=False)
-        device = next(model.parameters()).device
-        source = grid.network.as_tensor()[None].to(device)
-        x = self._sample_given_image(model, n, source, steps, solver, generator, patch_size, overlap, clip, spacing,
-                                     guidance, cond)
-        return [MetaTensor(x[i].float().cpu(), affine=grid.affine.clone(), meta={"space": "RAS", "condition_image": "label"})
-                for i in range(n)]
-
-    def _augment_batch(self, model, n, image, level, steps, solver, generator, patch_size, overlap) -> list[MetaTensor]:
-        if not 0.0 < level <= 1.0:
-            raise ValueError(f"level must be in (0, 1] (how far along the diffusion time the image is noised), got {level}")
-        volume = _as_volume(image, "image")
-        grid = NetworkGrid(volume[:1], self.network_shape, self.config.data.percentiles, self.config.data.margin)
-        device = next(model.parameters()).device
-        x0 = grid.network.as_tensor()[None].to(device).expand(n, -1, -1, -1, -1)
-        if self.latent:
-            x0 = model.encode(x0)
-        schedule, prediction = schedule_from_monai(self.scheduler())
-        start = max(0, round(level * schedule.num_steps) - 1)
-        ts = timestep_grid(schedule.num_steps, max(1, min(int(steps), start + 1)), start=start,
-                           spacing=self.config.sampling.spacing, schedule=schedule)
-        t0 = ts[:1]
-        noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(device)
-        x_t = float(schedule.alpha(t0)) * x0 + float(schedule.sigma(t0)) * noise
-        out = core_sample(self._model(model, patch_size, overlap), x_t, schedule=schedule, prediction=prediction,
-                          solver=solver, grid=ts, generator=generator)
-        if self.latent:  # the change between decoded volumes: the autoencoder's own error cancels
-            out = _check_finite(model.decode(out), "the latent decode after the last solver step")
-            x0 = _check_finite(model.decode(x0), "the latent decode of the input image")
-        original = _plain(volume[:1]).float()
-        norm = grid.normalization
-        scale = (norm.high - norm.low) / (norm.out_range[1] - norm.out_range[0])  # network units -> input units
-        results = []
-        for i in range(n):
-            delta = _plain(grid.inverse((out[i] - x0[i]).cpu()))
-            variant = (original + scale * delta).clamp(float(original.min()), float(original.max()))
-            results.append(MetaTensor(variant, affine=_affine(volume), meta={"sdedit_level": level}))
-        return results
-
-    def _inpaint_batch(self, model, n, image, mask, steps, solver, generator, patch_size, overlap,
-                       cond: dict | None = None) -> list[MetaTensor]:
-        if self.latent:
-            raise ValueError("inpainting keeps the known voxels exactly, which a latent model cannot (its latent voxels "
-                             "mix 'known' and 'masked' ones); use a pixel-space model")
-        volume = _as_volume(image, "image")
-        hole = _as_volume(mask, "mask")[:1].float()
-        if hole.shape[1:] != volume.shape[1:]:
-            raise ValueError(f"mask spatial shape {tuple(hole.shape[1:])} != image spatial shape {tuple(volume.shape[1:])}")
-        if not bool((hole > 0).any()):
-            raise ValueError("the mask is empty: mark the region to generate with nonzero voxels")
-        grid = NetworkGrid(volume[:1], self.network_shape, self.config.data.percentiles, self.config.data.margin,
-                           extra=(hole > 0).float())
-        device = next(model.parameters()).device
-        known = grid.network.as_tensor()[:1][None].to(device)
-        keep = (grid.network.as_tensor()[1:2][None] < 0.5).to(device)  # known voxels on the network grid
-        schedule, prediction = schedule_from_monai(self.scheduler())
-        cond = dict(cond or {})
-        if self.config.condition.image == "masked":  # a model trained to fill holes: the hole is its condition
-            guided = self._model(model, patch_size, overlap)
-            cond["image"] = blank(known, (~keep).float()).expand(n, -1, -1, -1, -1)
-        else:  # replacement guidance on an unconditional model
-            guided = inpaint(self._model(model, patch_size, overlap), known, keep, schedule=schedule,
-                             prediction=prediction, generator=generator)
-        noise = torch.randn((n, 1, *self.network_shape), generator=generator, device=generator.device).to(device)
-        out = core_sample(guided, noise, schedule=schedule, prediction=prediction, solver=solver,
-                          grid=timestep_grid(schedule.num_steps, steps, spacing=self.config.sampling.spacing,
-                                             schedule=schedule), generator=generator, **cond)
-        original = _plain(volume[:1]).float()
-        inside = _plain(hole) > 0
-        results = []
-        for i in range(n):
-            filled = grid.inverse(torch.cat([out[i].cpu().clamp(-1.0, 1.0), torch.zeros_like(out[i].cpu())]))[:1]
-            variant = torch.where(inside, grid.normalization.inverse(_plain(filled)), original)
-            results.append(MetaTensor(variant, affine=_affine(volume), meta={"inpainted_voxels": int(inside.sum())}))
-        return results
+        return sampling.sample_unconditional(self, chunk, shape, clip=clip, spacing=spacing, guidance=guidance,
+                                             cond=cond, condition=condition)
 
     def inpaint(self, image: Any, mask: Any, *, n: int = 1, steps: int | None = None, seed: int | None = None,
                 **options) -> list[MetaTensor]:
@@ -795,7 +623,7 @@ def reference_volumes(reference: str | Path, shape: Sequence[int], download: boo
         except (VolumeError, ValueError, OSError) as err:
             log.skip(file, i, unusable_reason(err, file))
             continue
-        kept.append(_plain(volume)[None, :1])
+        kept.append(plain_tensor(volume)[None, :1])
     log.kept = len(kept)
     log.report(None, "reference volumes")
     log.require(1, "reference volumes", purpose="to evaluate against")
@@ -846,48 +674,6 @@ class _Records(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[i] for k, v in self.parts.items()}
-
-
-def _as_volume(value: Any, name: str) -> torch.Tensor:
-    """A path or a channel-first 3D array / tensor / MetaTensor -> ``(C, X, Y, Z)`` float32
-    (a MetaTensor, with its affine; identity for plain arrays), checked: real, finite, at
-    least :data:`~sciogen.volumes.io.MIN_SIDE` voxels a side, an invertible affine. The
-    errors name ``name`` and the file."""
-    if isinstance(value, (str, os.PathLike)):
-        volume = load_volume(value)
-        source = f"{name} ({value})"
-    elif isinstance(value, (torch.Tensor, np.ndarray)):
-        volume, source = value, name
-    else:
-        raise ValueError(f"{name} must be a path or a channel-first 3D volume (C, X, Y, Z), got {type(value).__name__}")
-    if volume.ndim != 4:
-        raise ValueError(f"{source} must be a channel-first 3D volume (C, X, Y, Z), got shape {tuple(volume.shape)}")
-    if volume.shape[0] == 0:
-        raise ValueError(f"{source} has no channels (shape {tuple(volume.shape)})")
-    check_spatial_shape(volume.shape[1:], source)
-    affine = getattr(volume, "affine", None)
-    affine = torch.eye(4, dtype=torch.float64) if affine is None else torch.as_tensor(check_affine(affine, source))
-    voxels = finite_array(source, _plain(volume) if isinstance(volume, torch.Tensor) else volume)
-    meta = {k: v for k, v in volume.meta.items() if k != "affine"} if isinstance(volume, MetaTensor) else {}
-    return MetaTensor(voxels, affine=affine, meta=meta)
-
-
-def _check_finite(volumes: torch.Tensor, what: str) -> torch.Tensor:
-    """``volumes``, or FloatingPointError: a NaN / inf made outside the core solvers (a latent
-    decode, the map back to the input's grid) must not reach a returned volume."""
-    if not math.isfinite(float(volumes.float().sum())):
-        raise FloatingPointError(f"non-finite values appeared in {what}; the network's weights or the input are "
-                                 "broken (check the checkpoint, or sample with a pixel-space model)")
-    return volumes
-
-
-def _plain(x: torch.Tensor) -> torch.Tensor:
-    return x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)
-
-
-def _affine(volume: torch.Tensor) -> torch.Tensor:
-    affine = getattr(volume, "affine", None)
-    return torch.eye(4, dtype=torch.float64) if affine is None else torch.as_tensor(affine, dtype=torch.float64).clone()
 
 
 def export_model(source: str | Path, destination: str | Path, half: bool = True) -> Path:

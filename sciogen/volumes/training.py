@@ -1,37 +1,31 @@
-"""Training volumes on the network grid, and the invertible map from any volume to that grid.
+"""Training volumes on the network grid (:class:`~sciogen.imaging.grid.NetworkGrid`), read from
+the configured files, the dataset registry's cache or a user's records, and their augmentation.
 
-:class:`NetworkGrid` is a MONAI ``Compose`` (all invertible): reorient to RAS, resample to
-isotropic voxels (the finest spacing of the volume), crop to the foreground box (plus a
-margin), pad to a cube and resize to the network's shape. Its :meth:`~NetworkGrid.inverse`
-maps a result on the network grid back onto the input's own grid and affine, which is
-how :meth:`~sciogen.volumes.VolumeGenerator.augment` keeps the user's geometry.
-
-Training-time augmentation (:func:`augment_batch`) is random mirroring, a small random
-rotation and zoom (one ``affine_grid`` resampling) and a random gamma, all drawn from the
-trainer's generator so a run is reproducible.
+Unusable volumes are reported with file, index and reason (:func:`records_on_grid`). Training-time
+augmentation (:func:`augment_batch`) is random mirroring, a small random rotation and zoom (one
+``affine_grid`` resampling) and a random gamma, all drawn from the trainer's generator so a run
+is reproducible.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
-from monai.transforms import Compose, CropForeground, Orientation, Resize, Spacing, SpatialPad
 
 from sciogen.data.records import RecordLog
+from sciogen.imaging.grid import NetworkGrid
+from sciogen.imaging.io import read_image
 
 from .config import VolumeDataConfig
-from .io import (IntensityNormalization, NotA3DVolumeError, VolumeError, VolumeNotFoundError, check_same_geometry,
-                 read_volume)
+from .io import NotA3DVolumeError, VolumeError, VolumeNotFoundError, check_same_geometry, read_volume
 
-__all__ = ["resolve_files", "registry_file", "load_volume", "axcodes_affine", "NetworkGrid", "training_volumes",
-           "records_on_grid", "augment_batch"]
+__all__ = ["resolve_files", "registry_file", "load_volume", "axcodes_affine", "training_volumes", "records_on_grid",
+           "augment_batch"]
 
 
 def resolve_files(config: VolumeDataConfig, log: RecordLog | None = None, download: bool = False) -> list[str]:
@@ -112,107 +106,15 @@ def axcodes_affine(axcodes: str) -> torch.Tensor:
 
 def load_volume(path: str | Path, npz_axcodes: str = "RAS") -> MetaTensor:
     """A volume file as ``(1, X, Y, Z)`` float32 ``MetaTensor`` (first channel of a 4D file);
-    ``file.npz:key`` reads an array from an ``.npz`` (1 mm voxels, axes as ``npz_axcodes``)."""
+    ``file.npz:key`` reads an array from an ``.npz`` with the shared reader (1 mm voxels, axes
+    as ``npz_axcodes``)."""
     path = str(path)
     if ".npz:" in path:
-        file, key = path.rsplit(":", 1)
-        with np.load(file) as archive:
-            if key not in archive:
-                raise KeyError(f"{file} has no array {key!r}; it holds {sorted(archive.files)}")
-            array = np.asarray(archive[key], dtype=np.float32)
-        if array.ndim != 3:
-            raise NotA3DVolumeError(f"{path}: expected a 3D array, got shape {array.shape}")
-        return MetaTensor(torch.from_numpy(array)[None], affine=axcodes_affine(npz_axcodes),
-                          meta={"filename_or_obj": path})
+        array = read_image(path, formats=(".npz",), what="volume")
+        if array.ndim != 4:
+            raise NotA3DVolumeError(f"{path}: expected a 3D array, got shape {tuple(array.shape[1:])}")
+        return MetaTensor(array.as_tensor(), affine=axcodes_affine(npz_axcodes), meta={"filename_or_obj": path})
     return read_volume(path)[:1]
-
-
-class NetworkGrid:
-    """The invertible map of one volume onto the network grid (module docstring).
-
-    Args:
-        volume: ``(C, X, Y, Z)`` MetaTensor (a plain tensor is taken with 1 mm voxels).
-        shape: the network grid.
-        percentiles: intensity percentiles mapped to [-1, 1].
-        margin: fraction of the foreground box added on each side.
-        extra: channels ``(K, X, Y, Z)`` on the volume's grid carried along (e.g. a mask).
-        crop: crop to the foreground box (plus ``margin``); False maps the whole field of view
-            (how label maps and their volumes are mapped: a label alone gives the same grid).
-        normalization: a fitted :class:`IntensityNormalization` to use instead of fitting the
-            ``percentiles`` of this volume (e.g. a fixed window for label values).
-
-    Attributes:
-        normalization: the fitted :class:`IntensityNormalization` (input units <-> [-1, 1]).
-        network: the volume on the network grid, ``(C, *shape)`` in [-1, 1] (a MetaTensor
-            that remembers the transforms, for :meth:`inverse`), then the ``extra`` channels
-            (resampled the same way, padded with -1).
-    """
-
-    def __init__(self, volume: torch.Tensor, shape: Sequence[int], percentiles: Sequence[float] = (0.5, 99.5),
-                 margin: float = 0.05, extra: torch.Tensor | None = None, crop: bool = True,
-                 normalization: IntensityNormalization | None = None):
-        if volume.ndim != 4:
-            raise NotA3DVolumeError(f"expected a channel-first 3D volume (C, X, Y, Z), got shape {tuple(volume.shape)}")
-        if not isinstance(volume, MetaTensor):
-            volume = MetaTensor(torch.as_tensor(volume).float(), affine=torch.eye(4, dtype=torch.float64))
-        self.input_shape = tuple(volume.shape)
-        self.normalization = normalization or IntensityNormalization(percentiles=tuple(percentiles)).fit(volume)
-        image = self.normalization(volume.float())
-        self.channels = image.shape[0]
-        if extra is not None:  # carried along (e.g. a mask), not normalised, not used to find the foreground
-            extra = torch.as_tensor(extra.as_tensor() if hasattr(extra, "as_tensor") else extra).float()
-            if extra.ndim != 4 or extra.shape[1:] != image.shape[1:]:
-                raise ValueError(f"extra channels must be (K, {', '.join(map(str, image.shape[1:]))}) on the volume's "
-                                 f"grid, got shape {tuple(extra.shape)}")
-            image = MetaTensor(torch.cat([image.as_tensor(), extra]), meta=image.meta)
-        spacing = np.sqrt((np.asarray(image.affine, dtype=np.float64)[:3, :3] ** 2).sum(0))
-        if crop:
-            box = _foreground_box(image, margin)
-            side, select = max(hi - lo for lo, hi in box), _above_background
-        else:
-            side, select = 0, _everything
-        self.transform = Compose([
-            Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-            Spacing(pixdim=float(spacing.min()), mode="bilinear", padding_mode="border"),
-            CropForeground(select_fn=select, channel_indices=list(range(self.channels)),
-                           margin=int(math.ceil(margin * side)), allow_smaller=True),
-            SpatialPad(spatial_size=-1, mode="constant", value=-1.0),  # replaced per volume below
-            Resize(spatial_size=tuple(int(n) for n in shape), mode="trilinear", anti_aliasing=True),
-        ])
-        # pad to a cube: the side is known only after cropping
-        front = Compose(self.transform.transforms[:3])(image)
-        cube = max(front.shape[1:])
-        self.transform.transforms[3].spatial_size = (cube, cube, cube)
-        network = Compose(self.transform.transforms[3:])(front)
-        network[: self.channels] = network[: self.channels].clamp(-1.0, 1.0)
-        self.network = network
-
-    def inverse(self, data: torch.Tensor) -> MetaTensor:
-        """``data`` ``(C, *shape)`` on the network grid -> the input's grid and affine (linear resampling)."""
-        out = MetaTensor(torch.as_tensor(data).float(), meta=copy.deepcopy(self.network.meta),
-                         applied_operations=copy.deepcopy(self.network.applied_operations))  # inverse pops from them
-        return self.transform.inverse(out)
-
-    @property
-    def affine(self) -> torch.Tensor:
-        """The network grid's voxel -> world (RAS mm) affine."""
-        return torch.as_tensor(self.network.affine, dtype=torch.float64)
-
-
-def _above_background(x: torch.Tensor) -> torch.Tensor:
-    return x > -0.8
-
-
-def _everything(x: torch.Tensor) -> torch.Tensor:
-    return torch.ones_like(x, dtype=torch.bool)
-
-
-def _foreground_box(image: torch.Tensor, margin: float) -> list[tuple[int, int]]:
-    mask = (image[0] > -0.8).numpy() if not hasattr(image, "as_tensor") else (image.as_tensor()[0] > -0.8).numpy()
-    if not mask.any():
-        raise ValueError("the volume has no foreground above its low intensity percentile (a constant volume?)")
-    idx = np.nonzero(mask)
-    return [(int(i.min()), int(i.max()) + 1) for i in idx]
 
 
 def training_volumes(config: VolumeDataConfig, files: Sequence[str] | None = None,

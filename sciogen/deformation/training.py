@@ -18,10 +18,11 @@ from typing import Sequence
 import torch
 
 from sciogen.data.records import RecordLog, expand_paths
+from sciogen.imaging.grid import GridMap, normalize_intensity
+from sciogen.imaging.io import ImageError, UnreadableImageError
 
 from .config import DeformationDataConfig
-from .grid import GridMap
-from .io import IMAGE_SUFFIXES, MIN_SIDE, normalize_intensity, read_image
+from .io import IMAGE_SUFFIXES, MIN_SIDE, read_image
 
 __all__ = ["IMAGE_SUFFIXES", "TrainingSet", "resolve_files", "registry_files", "match_labels", "read_training_image",
            "load_training_set", "training_images", "volume_slices", "brain_phantom"]
@@ -273,11 +274,13 @@ def _nones():
 
 def _reason(err: Exception, path: str) -> str:
     """Why ``path`` was left out: our own checks as they are, a reader's error with its type."""
+    if isinstance(err, UnreadableImageError) and err.__cause__ is not None:  # the reader's own error
+        err = err.__cause__
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
     for name in (_file_part(path), path):
         text = text.replace(f"{name}: ", "").replace(name, Path(_file_part(path)).name)
     text = text.strip() or type(err).__name__
-    if type(err) is ValueError:
+    if type(err) is ValueError or isinstance(err, ImageError):
         return text
     return f"cannot read it ({type(err).__name__}: {text})"
 
