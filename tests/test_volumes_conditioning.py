@@ -200,9 +200,11 @@ def test_cli_condition_items_parse_and_reject_garbage(covariate_model, tmp_path,
     code = main(["sample", str(path), "-n", "1", "--steps", "3", "--seed", "0", "--condition", "bright=1",
                  "radius=0.6", "--guidance", "2", "--out", str(tmp_path / "out")])
     assert code == 0 and (tmp_path / "out" / "sample_000.nii.gz").is_file()
-    with pytest.raises(SystemExit):
-        main(["sample", str(path), "-n", "1", "--condition", "bright", "--out", str(tmp_path / "bad")])
-    assert "NAME=NUMBER" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["sample", str(path), "-n", "1", "--condition", "bright", "--out", str(tmp_path / "bad")]) != 0
+    assert "--condition 'bright' must look like NAME=VALUE" in capsys.readouterr().err
+    assert main(["sample", str(path), "-n", "1", "--condition", "bright=high", "--out", str(tmp_path / "bad")]) != 0
+    assert "bright" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_paired_error_scores_outputs_against_their_references():

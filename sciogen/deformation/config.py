@@ -100,6 +100,8 @@ class DeformationSamplingConfig(SamplingConfig):
     """Sampling defaults: deform to ``level``, recover in ``steps`` steps down to ``t_end``;
     the result is projected so that ``det(I + grad u) >= min_det`` everywhere."""
 
+    solvers = SOLVERS  # the recovery sampler of DRDM, not a core solver
+
     solver: str = "recovery"
     steps: int = 4
     batch_size: int = 4
@@ -109,9 +111,7 @@ class DeformationSamplingConfig(SamplingConfig):
     padding_mode: Literal["border", "zeros", "reflection"] = "border"
 
     def __post_init__(self):
-        check_choice("sampling.solver", self.solver, SOLVERS)
-        if self.steps < 1 or self.batch_size < 1:
-            raise ConfigError(f"sampling.steps and sampling.batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        super().__post_init__()
         if not 0.0 < self.level <= 1.0 or not 0.0 <= self.t_end < self.level:
             raise ConfigError(f"need 0 <= sampling.t_end < sampling.level <= 1, got t_end={self.t_end}, level={self.level}")
 

@@ -43,7 +43,7 @@ from .network import RecoveryUNet
 from .process import DeformationProcess
 from .training import _file_part, load_training_set, registry_files
 
-__all__ = ["DeformationGenerator", "export_model", "check_sampling_options"]
+__all__ = ["DeformationGenerator", "check_sampling_options"]
 
 #: fewer training images (after slicing) than this print a warning
 FEW_IMAGES = 8
@@ -467,12 +467,3 @@ def _as_image(value: Any) -> tuple[Any, np.ndarray]:
     affine = getattr(value, "affine", None)
     affine = np.eye(4) if affine is None else np.asarray(affine.cpu() if isinstance(affine, torch.Tensor) else affine)
     return (value.as_tensor() if hasattr(value, "as_tensor") else value), affine
-
-
-def export_model(source: str | Path, destination: str | Path, half: bool = True) -> Path:
-    """Export a training checkpoint / run folder for shipping: no trainer state and, with
-    ``half``, weights stored in float16 (loaded back into float32 networks; the recovery
-    velocities change by < 0.1 %, see the model cards)."""
-    from sciogen.train.checkpoint import export_checkpoint
-
-    return export_checkpoint(source, destination, half=half)

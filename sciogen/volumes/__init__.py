@@ -35,7 +35,7 @@ _IO = ("read_volume", "write_volume", "check_same_geometry", "check_affine", "ch
        "UnreadableVolumeError", "NotA3DVolumeError", "SingularAffineError", "GeometryMismatchError")
 _INTEROP = ("schedule_from_monai", "MonaiUNetModel", "sample_monai", "timestep_grid", "DDIMScheduler", "monai_time")
 _PARTS = {
-    "VolumeGenerator": "generator", "export_model": "generator",
+    "VolumeGenerator": "generator",
     "VolumeConfig": "config", "VolumeDataConfig": "config", "VolumeModelConfig": "config",
     "VolumeConditionConfig": "config", "VolumeLatentConfig": "config", "LatentDiffusion": "latent", "ConditionalUNet": "conditioning", "degrade": "conditioning",
     "VolumeProcessConfig": "config", "VolumeSamplingConfig": "config",

@@ -59,7 +59,7 @@ from .monai_interop import schedule_from_monai
 from .training import (augment_batch, load_volume, records_on_grid, registry_file, resolve_files, training_volumes,
                        unusable_reason)
 
-__all__ = ["VolumeGenerator", "export_model"]
+__all__ = ["VolumeGenerator"]
 
 
 class VolumeGenerator(Generator):
@@ -82,6 +82,7 @@ class VolumeGenerator(Generator):
     """
 
     domain = "volumes"
+    sample_conditions = True  # covariates: sciogen sample ... --condition age=70 sex=1
     record_name = "volumes"
     output_formats = (FOLDER,)
     config_class = VolumeConfig
@@ -427,9 +428,6 @@ class VolumeGenerator(Generator):
         for name in ("image", "mask"):
             if out.get(name) is not None:
                 out[name] = sampling.as_volume(out[name], name)
-        condition = out.get("condition")
-        if isinstance(condition, (list, tuple)):  # the CLI's NAME=VALUE pairs
-            out["condition"] = dict(condition)
         return out
 
     def sample_batch(self, model: nn.Module, n: int, **options) -> list[MetaTensor]:
@@ -524,8 +522,6 @@ class VolumeGenerator(Generator):
         parser.add_argument("--image", help="a volume (NIfTI / MHA / NRRD): the condition of an image-conditioned "
                                             "model (super-resolution, translation; a label map for a model trained "
                                             "with --labels), else the volume to make SDEdit variants of")
-        parser.add_argument("--condition", nargs="+", type=_covariate, metavar="NAME=VALUE",
-                            help="covariates of a conditional model, e.g. --condition age=70 sex=1")
         parser.add_argument("--guidance", type=float, help="classifier-free guidance scale on the covariates (1: none)")
         parser.add_argument("--level", type=float, help="SDEdit noise level in (0, 1] for --image")
         parser.add_argument("--mask", help="with --image: a mask volume, nonzero where the image is to be generated "
@@ -652,17 +648,6 @@ def _paths_of(data: Any) -> str | list[str]:
                     f"{{'image': path}}; got {type(data).__name__}")
 
 
-def _covariate(text: str) -> tuple[str, float]:
-    """``"age=70"`` -> ``("age", 70.0)`` (the CLI's ``--condition`` items)."""
-    name, sep, value = text.partition("=")
-    try:
-        if not sep or not name:
-            raise ValueError
-        return name, float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--condition items look like NAME=NUMBER, got {text!r}") from None
-
-
 class _Records(torch.utils.data.Dataset):
     """Rows of equally long tensors as dicts (default-collated into a batch dict)."""
 
@@ -674,11 +659,3 @@ class _Records(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[i] for k, v in self.parts.items()}
-
-
-def export_model(source: str | Path, destination: str | Path, half: bool = True) -> Path:
-    """Export a training run for shipping: no trainer state; with ``half``, float16 weights
-    (loaded back into float32 networks; the shipped file is the one measured in the card)."""
-    from sciogen.train.checkpoint import export_checkpoint
-
-    return export_checkpoint(source, destination, half=half)
