@@ -282,3 +282,55 @@ def test_generated_block_sequences_match_the_joint_law():
     truth = task.sample(n, g)["x"][..., 0]
     p = energy_test_pvalue(out.x["x"][..., 0], truth, permutations=200)
     assert p > 0.01, f"joint energy test p={p:.3f}"
+
+
+# -- the shared block loop --------------------------------------------------------------
+def test_generate_blocks_rows_finish_on_their_own_and_rejected_blocks_are_drawn_again():
+    from sciogen.ar import BlockSampler, generate_blocks
+
+    class Counting(BlockSampler):
+        """Sample i gets blocks of size i + 1 until it holds >= 4 tokens; a block is rejected
+        while its draw number is odd, so every block is drawn twice when retries allow."""
+
+        def __init__(self, num):
+            self.tokens = [[] for _ in range(num)]
+            self.draws, self.log = 0, []
+
+        def prefix(self, k, rows):
+            return {"rows": rows}
+
+        def select(self, prefix, rows):
+            return {"rows": prefix["rows"][rows]}
+
+        def plan(self, k, prefix, generator):
+            size = torch.tensor([0 if len(self.tokens[r]) >= 4 else r + 1 for r in prefix["rows"].tolist()])
+            return {"size": size, "row": prefix["rows"]}
+
+        def draw(self, k, prefix, plan, generator):
+            self.draws += 1
+            self.log.append((k, plan["row"].tolist()))
+            return {"v": torch.full((len(plan["size"]),), self.draws)}
+
+        def reject(self, k, prefix, plan, block):
+            return block["v"] % 2 == 1
+
+        def commit(self, k, rows, prefix, plan, block):
+            assert torch.equal(rows, plan["row"])
+            for r, s, v in zip(rows.tolist(), plan["size"].tolist(), block["v"].tolist()):
+                self.tokens[r] += [(k, v)] * s
+
+    run = Counting(3)
+    made = generate_blocks(run, 3, first_block=2, retries=1)
+    assert made == 4  # sample 0 needs four blocks of one token, sample 1 two of two, sample 2 two of three
+    assert [len(t) for t in run.tokens] == [4, 4, 6]
+    assert run.log[:2] == [(2, [0, 1, 2]), (2, [0, 1, 2])] and run.log[-2:] == [(5, [0]), (5, [0])]
+    assert all(v % 2 == 0 for t in run.tokens for _, v in t)  # every kept block is a redrawn one
+    assert [k for k, _ in run.tokens[0]] == [2, 3, 4, 5]
+    run = Counting(3)
+    assert generate_blocks(run, 3, max_blocks=1) == 1 and [len(t) for t in run.tokens] == [1, 2, 3]
+    assert any(v % 2 == 1 for t in run.tokens for _, v in t)  # no retries: the rejected block stays
+
+
+def test_generate_needs_a_sample():
+    with pytest.raises(ValueError, match="num_samples must be >= 1, got 0"):
+        _model().generate(0, [2])

@@ -41,9 +41,9 @@ def test_config_validation_and_round_trip():
         TokenARConfig(vocab_size=3, value_token=3)
     with pytest.raises(ValueError, match="must differ"):
         TokenARConfig(vocab_size=3, value_token=1, eos_token=1)
-    with pytest.raises(ValueError, match="unknown prediction 'score'"):
+    with pytest.raises(ValueError, match="prediction must be one of .*; got 'score'"):
         TokenARConfig(vocab_size=3, prediction="score")
-    with pytest.raises(ValueError, match="unknown schedule"):
+    with pytest.raises(ValueError, match="schedule must be one of"):
         TokenARConfig(vocab_size=3, schedule="sigmoid")
 
 

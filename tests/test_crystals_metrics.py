@@ -232,7 +232,7 @@ def test_pauling_test_keeps_the_anchors_typeerror_pass():
     assert smact_validity((["Pm", "O"], [2, 3]), use_pauling_test=False)
     # The rule pair by pair (atomic-number order): a same-sign pair with an unknown value
     # fails without a comparison; an opposite-sign one raised TypeError and passes.
-    from sciogen.crystals.metrics import _pauling_ok
+    from sciogen.crystals.metrics.validity import _pauling_ok
 
     assert _pauling_ok((3, 3, -2), (1.1, None, 3.44)) is False  # (+,+) pair with None
     assert _pauling_ok((3, -2), (None, 3.44)) is True  # (+,-) pair with None: TypeError -> pass
@@ -389,7 +389,7 @@ def test_evaluate_errors_name_the_problem():
         evaluate([s], [None], task="csp")
     with pytest.raises(ValueError, match="task='csp' or task='gen'"):
         evaluate([s], [s])
-    with pytest.raises(ValueError, match="task='dock'"):
+    with pytest.raises(ValueError, match="task must be one of 'csp', 'gen'; got 'dock'"):
         evaluate([s], [s], task="dock")
     with pytest.raises(ValueError, match="needs the ground truth"):
         evaluate([s], task="csp")

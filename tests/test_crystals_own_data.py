@@ -236,3 +236,27 @@ def test_condition_embedding_uses_the_null_embedding_when_a_label_is_missing():
     null = net(*args)  # no condition: every null embedding
     assert torch.equal(one["frac"], two["frac"])
     assert not torch.allclose(one["frac"], other["frac"]) and not torch.allclose(one["frac"], null["frac"])
+
+
+def test_tensors_are_cached_by_content_and_a_damaged_file_is_rebuilt(sciogen_cache, capsys):
+    from sciogen.crystals.datasets import crystal_tensors, read_own_crystals, usable_tensors
+    from sciogen.crystals.representation import CrystalSpec
+    from sciogen.data.records import RecordLog
+
+    recs = read_own_crystals(perovskites(4) + [perovskites(1)[0].copy()], RecordLog())
+    recs.structures[-1].replace_species({"Sr": "Og"})  # outside the vocabulary: left out, with its reason
+    spec = CrystalSpec.all_elements(5)
+    log = RecordLog()
+    tensors, kept = usable_tensors(recs, spec, log)
+    files = list((sciogen_cache / "crystals" / "tensors").iterdir())
+    assert kept == [0, 1, 2, 3] and len(files) == 1 and files[0].suffix == ".pt" and len(log.skipped) == 1
+    log_again = RecordLog()
+    again, kept_again = usable_tensors(recs, spec, log_again)  # from the file: same tensors, same report
+    assert kept_again == kept and torch.equal(again.frac, tensors.frac) and log_again.skipped == log.skipped
+    files[0].write_bytes(files[0].read_bytes()[:100])  # a copy cut short
+    rebuilt, _ = usable_tensors(recs, spec, RecordLog())
+    assert torch.equal(rebuilt.lattice, tensors.lattice) and "cannot be read" in capsys.readouterr().err
+    good = read_own_crystals(perovskites(4), RecordLog())
+    plain = crystal_tensors(good, spec)
+    assert len(list((sciogen_cache / "crystals" / "tensors").iterdir())) == 2  # another content, another key
+    assert torch.equal(crystal_tensors(good, spec).types, plain.types) and torch.equal(plain.types, tensors.types)

@@ -100,3 +100,65 @@ def test_fixed_fields_stay_fixed():
     fixed = {"types": torch.ones(n, 4, dtype=torch.long)}
     out = joint.sample(_exact_model(joint), x_T, steps=10, generator=g, fixed=fixed)
     assert torch.equal(out["types"], fixed["types"])
+
+
+def test_sampler_options_fixed_time_corrector_grid_project_and_checks():
+    joint = _processes()
+    n, steps, corrector = 4, 5, 2
+    x_T = joint.prior({"types": (n, 4), "lattice": (n, 1), "frac": (n, 3)}, generator=torch.Generator().manual_seed(0))
+    calls, hooks = [], []
+
+    def model(x, t):
+        calls.append({k: float(v[0]) for k, v in t.items()})
+        return {"types": torch.zeros(n, 4, 3), "lattice": torch.zeros(n, 1), "frac": torch.zeros(n, 3)}
+
+    def on_prediction(pred, step, t, c):
+        hooks.append((step, round(t, 6), c))
+        return pred
+
+    fixed = {"types": torch.ones(n, 4, dtype=torch.long)}
+    out = joint.sample(model, x_T, steps, torch.Generator().manual_seed(1), fixed, corrector_steps=corrector,
+                       on_prediction=on_prediction, project=lambda x: {**x, "lattice": x["lattice"].clamp(-0.1, 0.1)})
+    assert len(calls) == steps + corrector * (steps - 1)  # DiffCSP: no corrector after the last step
+    assert all(c["types"] == 0.0 for c in calls) and calls[0]["lattice"] == 1.0  # fixed fields are clean: t = 0
+    assert hooks[:3] == [(0, 1.0, 0), (0, 0.8, 1), (0, 0.8, 2)] and hooks[-1] == (steps - 1, 0.2, 0)
+    assert torch.equal(out["types"], fixed["types"]) and float(out["lattice"].abs().max()) <= 0.1 + 1e-6
+    grid = torch.tensor([1.0, 0.5, 0.0])
+    joint.sample(model, x_T, 2, grid=grid, on_prediction=on_prediction)
+    assert [h[1] for h in hooks[-2:]] == [1.0, 0.5]
+    with pytest.raises(ValueError, match="grid must hold steps \\+ 1 = 4 times"):
+        joint.sample(model, x_T, 3, grid=grid)
+    with pytest.raises(ValueError, match="corrector_steps must be >= 0"):
+        joint.sample(model, x_T, 3, corrector_steps=-1)
+
+
+def test_sampler_names_the_field_that_became_non_finite_and_masks_padding():
+    joint = _processes()
+    n = 3
+    x_T = joint.prior({"types": (n, 4), "lattice": (n, 1), "frac": (n, 3)}, generator=torch.Generator().manual_seed(0))
+
+    def model(x, t):
+        frac = torch.zeros(n, 3)
+        frac[0] = float("nan")  # only the first sample's coordinates go bad
+        return {"types": torch.zeros(n, 4, 3), "lattice": torch.zeros(n, 1), "frac": frac}
+
+    with pytest.raises(FloatingPointError, match=r"field 'frac' at solver step 0 \(t = 0\.66667\)"):
+        joint.sample(model, x_T, 3)
+    padding = torch.tensor([False, True, True])  # the first sample is padding: its values are not checked
+    out = joint.sample(model, x_T, 3, masks={"frac": padding})
+    assert bool(torch.isfinite(out["frac"][1:]).all())
+
+
+def test_loss_weights_for_one_call():
+    joint = _processes()
+    n = 8
+    g = torch.Generator().manual_seed(0)
+    x0 = {"types": torch.zeros(n, 4, dtype=torch.long), "lattice": torch.randn(n, 1, generator=g),
+          "frac": torch.rand(n, 3, generator=g)}
+    model = _exact_model(joint)
+    total, parts = joint.loss(model, x0, generator=torch.Generator().manual_seed(1))
+    weighted, _ = joint.loss(model, x0, generator=torch.Generator().manual_seed(1), weights={"types": 0.0, "frac": 2.0})
+    assert torch.allclose(weighted, parts["lattice"] + 2.0 * parts["frac"])
+    assert torch.allclose(total, sum(parts.values()))
+    with pytest.raises(ValueError, match="weights for unknown fields"):
+        joint.loss(model, x0, weights={"coords": 1.0})

@@ -11,10 +11,9 @@ from sciogen.diffusion import (
     classifier_free,
     inpaint,
     observation_guidance,
-    repaint,
     sample,
-    smc_inpaint,
 )
+from sciogen.diffusion.testing import repaint, smc_inpaint
 
 GMM = GaussianMixture.example()
 SCHED = LinearSchedule()

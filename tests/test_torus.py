@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from sciogen.diffusion.torus import WrappedNormalProcess, sample_torus, wrap_displacement, wrap_fractional
+from sciogen.diffusion.testing import sample_torus
+from sciogen.diffusion.torus import WrappedNormalProcess, wrap_displacement, wrap_fractional
 
 SIGMAS = [0.005, 0.05, 0.2, 0.5, 1.0]
 

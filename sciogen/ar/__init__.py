@@ -3,10 +3,13 @@
 - :class:`TokenAR` (UniGenX, MAR): a causal transformer over a sequence of discrete tokens
   and continuous values; tokens get a softmax, values a small AdaLN-MLP diffusion head
   conditioned on the previous position's hidden state. Generation is token by token with
-  a key/value cache, values drawn by any core solver.
+  a key/value cache, values drawn by any core solver. Used by crystals (UniGenX).
 - :class:`BlockAR` (PARD, ACDiT): a shared diffusion model generates ordered blocks, each
   conditioned on the clean blocks before it; all blocks train in one pass under
-  :func:`block_causal_mask`, and generation caches the clean prefix.
+  :func:`block_causal_mask` (:mod:`.masks`), and generation caches the clean prefix.
+- :func:`generate_blocks` (:mod:`.loop`): the block-by-block generation loop behind
+  :meth:`BlockAR.generate` and PARD's molecules; a model supplies its moves as a
+  :class:`BlockSampler`.
 
 Both take :class:`StepAnnealing` (DiSA) to spend fewer solver steps on later positions.
 
@@ -28,16 +31,16 @@ from .blockwise import (
     BlockSample,
     BlockSpec,
     FieldConfig,
-    block_causal_mask,
-    skip_causal_mask,
 )
+from .loop import BlockSampler, generate_blocks
+from .masks import block_causal_mask, skip_causal_mask
 from .token_head import SequenceSample, TokenAR, TokenARConfig, sample_token
 from .transformer import Transformer, TransformerBlock, TransformerConfig
 
 __all__ = [
     "TokenAR", "TokenARConfig", "SequenceSample", "sample_token",
     "BlockAR", "BlockARConfig", "FieldConfig", "BlockSpec", "BlockSample", "BlockContext", "FIELD_KINDS",
-    "block_causal_mask", "skip_causal_mask",
+    "BlockSampler", "generate_blocks", "block_causal_mask", "skip_causal_mask",
     "StepAnnealing", "ANNEALING_KINDS",
     "Transformer", "TransformerBlock", "TransformerConfig",
 ]

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import check_choice
 from ..diffusion import PREDICTIONS, SCHEDULES, GaussianProcess, sample
 from ..diffusion.gaussian import LOSS_WEIGHTINGS
 from ..nn.adaln import AdaLNMLP
@@ -92,9 +93,9 @@ class TokenARConfig:
             raise ValueError(f"eos_token {self.eos_token} is outside the vocabulary [0, {self.vocab_size})")
         if self.eos_token == self.value_token:
             raise ValueError("eos_token and value_token must differ")
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("prediction", self.prediction, PREDICTIONS)
-        _check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("prediction", self.prediction, PREDICTIONS)
+        check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
         if self.diffusion_repeats < 1:
             raise ValueError(f"diffusion_repeats must be >= 1, got {self.diffusion_repeats}")
 
@@ -354,8 +355,3 @@ class TokenAR(nn.Module):
                 else:
                     h_last = self(tokens[:, : i + 1], values[:, : i + 1])[:, -1]
         return SequenceSample(tokens[:, :end], values[:, :end], valid[:, :end])
-
-
-def _check_choice(name: str, value: str, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")

@@ -2,7 +2,8 @@
 
 - ``generator.py``: :class:`CrystalGenerator` (fit / sample / evaluate / save / load).
 - ``network.py``: :class:`CSPNet`, the periodic E(3)-invariant denoiser (DiffCSP style).
-- ``diffcsp.py``: joint lattice / coordinate / type diffusion, loss and PC sampling.
+- ``diffcsp.py``: the crystal's joint process (lattice / coordinates / types), loss and PC sampling.
+- ``metrics/``: CDVAE / DiffCSP metrics (validity, CSP matching, de novo distributions).
 - ``representation.py``: pymatgen ``Structure`` <-> tensors, CDVAE's canonical cells, errors.
 - ``io.py``: CIF, CDVAE CSV and extxyz in and out; ``datasets.py``: the CDVAE benchmarks and your own files.
 

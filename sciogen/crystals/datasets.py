@@ -18,13 +18,15 @@ takes a while). :func:`read_own_crystals` reads a user's files (or Structures) a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import itertools
 import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
+
+from sciogen.data.cache import TensorCache, content_key
 
 from .io import CrystalRecords, read_cdvae_csv, read_structures
 from .representation import MAX_Z, CrystalError, CrystalSpec, CrystalTensors, check_ordered, to_tensors
@@ -213,6 +215,12 @@ def _number(x: Any) -> float | None:
         return None
 
 
+def _tensor_key(records: CrystalRecords, spec: CrystalSpec, niggli: bool, **extra) -> str:
+    """The content key of ``records`` as tensors of ``spec`` (the structures' JSON, the settings)."""
+    head = json.dumps({"spec": spec.to_dict(), "niggli": niggli, "v": 1, **extra})
+    return content_key(itertools.chain([head], (s.to_json() for s in records.structures)))
+
+
 def usable_tensors(records: CrystalRecords, spec: CrystalSpec, log: "RecordLog", niggli: bool = True,
                    cache: bool = True) -> tuple[CrystalTensors, list[int]]:
     """Padded tensors of the records the model can represent, and their indices in ``records``.
@@ -222,16 +230,11 @@ def usable_tensors(records: CrystalRecords, spec: CrystalSpec, log: "RecordLog",
     reported in ``log`` with its origin and left out. Cached by content as
     :func:`crystal_tensors`.
     """
-    from sciogen.data import cache_dir
-
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"spec": spec.to_dict(), "niggli": niggli, "v": 1, "usable": 1}).encode())
-    for s in records.structures:
-        digest.update(s.to_json().encode())
-    file = cache_dir() / "crystals" / "tensors" / f"{digest.hexdigest()[:24]}.pt"
+    store = TensorCache("crystals", "tensors")
+    key = _tensor_key(records, spec, niggli, usable=1)
     origins = records.origins or [(records.source, i) for i in range(len(records))]
-    if cache and file.is_file():
-        stored = torch.load(file, weights_only=True)
+    stored = store.load(key) if cache else None
+    if stored is not None:
         kept, reasons = stored.pop("kept").tolist(), stored.pop("reasons")
         for i, reason in reasons:
             log.skip(origins[i][0], origins[i][1], reason)
@@ -256,32 +259,28 @@ def usable_tensors(records: CrystalRecords, spec: CrystalSpec, log: "RecordLog",
     if not parts:
         empty = torch.zeros(0, spec.max_atoms, dtype=torch.long)
         return CrystalTensors(empty - 1, torch.zeros(0, spec.max_atoms, 3), torch.zeros(0, 3, 3), empty[:, 0]), []
-    tensors = CrystalTensors(*(torch.cat([getattr(p, k) for p in parts]) for k in ("types", "frac", "lattice", "num_atoms")))
+    tensors = CrystalTensors(*(torch.cat([getattr(p, k) for p in parts]) for k in _TENSORS))
     if cache:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(".part")
-        state = {k: getattr(tensors, k) for k in ("types", "frac", "lattice", "num_atoms")}
-        torch.save({**state, "kept": torch.tensor(kept, dtype=torch.long), "reasons": reasons}, tmp)
-        tmp.replace(file)
+        store.save(key, {**_state(tensors), "kept": torch.tensor(kept, dtype=torch.long), "reasons": reasons})
     return tensors, kept
 
 
-def crystal_tensors(records: CrystalRecords, spec: CrystalSpec, niggli: bool = True, cache: bool = True) -> CrystalTensors:
-    """Canonical (Niggli-reduced) padded tensors of ``records``, cached by content."""
-    from sciogen.data import cache_dir
+def crystal_tensors(records: CrystalRecords, spec: CrystalSpec, niggli: bool = True,
+                    cache: bool = True) -> CrystalTensors:
+    """Canonical (Niggli-reduced) padded tensors of ``records``, cached by content
+    (:class:`sciogen.data.cache.TensorCache` under ``$SCIOGEN_CACHE/crystals/tensors``)."""
 
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"spec": spec.to_dict(), "niggli": niggli, "v": 1}).encode())
-    for s in records.structures:
-        digest.update(s.to_json().encode())
-    file = cache_dir() / "crystals" / "tensors" / f"{digest.hexdigest()[:24]}.pt"
-    if cache and file.is_file():
-        return CrystalTensors(**torch.load(file, weights_only=True))
-    names = [f"{records.source} id {i}" for i in records.ids]
-    tensors = to_tensors(records.structures, spec, niggli=niggli, names=names)
-    if cache:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(".part")
-        torch.save({k: getattr(tensors, k) for k in ("types", "frac", "lattice", "num_atoms")}, tmp)
-        tmp.replace(file)
-    return tensors
+    def build() -> dict[str, torch.Tensor]:
+        names = [f"{records.source} id {i}" for i in records.ids]
+        return _state(to_tensors(records.structures, spec, niggli=niggli, names=names))
+
+    if not cache:
+        return CrystalTensors(**build())
+    return CrystalTensors(**TensorCache("crystals", "tensors").get(_tensor_key(records, spec, niggli), build))
+
+
+_TENSORS = ("types", "frac", "lattice", "num_atoms")
+
+
+def _state(tensors: CrystalTensors) -> dict[str, torch.Tensor]:
+    return {k: getattr(tensors, k) for k in _TENSORS}

@@ -1,48 +1,52 @@
-"""Joint diffusion of lattice, fractional coordinates and element types (DiffCSP).
+"""DiffCSP's joint diffusion of lattice, fractional coordinates and element types.
 
-The three fields of a crystal each have their own process from :mod:`sciogen.diffusion`:
-
-- lattice: Gaussian (variance-preserving, cosine schedule, v prediction) on the
-  lattice matrix divided by the crystal's length scale ``scale * N^(1/3)`` (a scalar per
-  crystal, so rotations still act on it as on the lattice itself);
-- fractional coordinates: the wrapped normal on [0, 1)^3 (normalised-score prediction);
-- types: categorical with marginal transitions (D3PM / DiGress) for de novo generation.
-
-One network does both tasks: in training a fraction ``csp_fraction`` of the crystals keep
-their clean types (type time 0, no type loss: crystal structure prediction), the others
-have their types noised at the same time as lattice and coordinates (de novo generation).
-
-Sampling is DiffCSP's predictor-corrector loop on a uniform time grid from 1 to 0: the
-DDPM posterior step for the lattice, the D3PM step for types, the reverse-diffusion
-predictor for coordinates, followed (except at the last step) by ``corrector_steps``
-Langevin corrector steps of the coordinates with one more network call each.
-
-A network trained with scalar conditions (``cond``, ``cond_mask``) samples them with
-classifier-free guidance (Ho & Salimans 2022): every prediction (lattice, coordinate
-score, type logits) becomes ``u + guidance (c - u)``, ``u`` the prediction with every
-condition replaced by its null embedding.
+A crystal is three fields of one :class:`~sciogen.diffusion.JointProcess`
+(:class:`CrystalProcesses`): the lattice (Gaussian, on the lattice divided by the crystal's
+length scale ``scale * N^(1/3)``), the fractional coordinates (wrapped normal) and the
+types (categorical). One network does both tasks: in training a fraction ``csp_fraction``
+of the crystals keep their clean types (structure prediction, CSP), the others have them
+noised with the rest (de novo). Sampling is the joint process' predictor-corrector loop
+(DiffCSP), with classifier-free guidance (Ho & Salimans 2022) for a conditional network.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from sciogen.diffusion import CategoricalProcess, GaussianProcess, WrappedNormalProcess
+from sciogen.diffusion import CategoricalProcess, GaussianProcess, JointProcess, WrappedNormalProcess
 
-__all__ = ["CrystalProcesses", "crystal_loss", "sample_crystals", "lattice_scale"]
+__all__ = ["CrystalProcesses", "crystal_loss", "sample_crystals", "lattice_scale", "FIELDS"]
+
+#: the fields of a crystal, in the order they are noised and stepped
+FIELDS = ("lattice", "frac", "types")
 
 
-@dataclass
-class CrystalProcesses:
-    """The processes of the three fields, and the lattice length scale (Å)."""
+class CrystalProcesses(JointProcess):
+    """The joint process of a crystal: ``lattice`` (Gaussian), ``frac`` (wrapped normal) and
+    ``types`` (categorical), and the lattice length scale ``scale`` (Å)."""
 
-    lattice: GaussianProcess
-    frac: WrappedNormalProcess
-    types: CategoricalProcess
-    scale: float
+    def __init__(self, lattice: GaussianProcess, frac: WrappedNormalProcess, types: CategoricalProcess,
+                 scale: float, weights: dict[str, float] | None = None):
+        super().__init__(dict(zip(FIELDS, (lattice, frac, types))), weights)
+        for name, kind in zip(FIELDS, (GaussianProcess, WrappedNormalProcess, CategoricalProcess)):
+            if not isinstance(self.processes[name], kind):
+                raise TypeError(f"the {name} process must be a {kind.__name__}, "
+                                f"got {type(self.processes[name]).__name__}")
+        self.scale = float(scale)
+
+    @property
+    def lattice(self) -> GaussianProcess:
+        return self.processes["lattice"]
+
+    @property
+    def frac(self) -> WrappedNormalProcess:
+        return self.processes["frac"]
+
+    @property
+    def types(self) -> CategoricalProcess:
+        return self.processes["types"]
 
     def normalise_lattice(self, lattice: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
         """Å -> O(1): lattice / (scale N^(1/3)). Shapes: (B, 3, 3), (B,)."""
@@ -57,11 +61,20 @@ def lattice_scale(scale: float, num_atoms: torch.Tensor) -> torch.Tensor:
     return (scale * num_atoms.double().clamp_min(1) ** (1.0 / 3.0)).view(-1, 1, 1)
 
 
+def _network(net, mask: torch.Tensor, **extra):
+    """The CSPNet as the joint process' model: ``model({field: x_t}, {field: t}) -> {field: prediction}``."""
+
+    def model(x, t):
+        return net(x["types"], x["frac"], x["lattice"], mask, t["lattice"], t["types"], **extra)
+
+    return model
+
+
 def crystal_loss(net, batch: dict[str, torch.Tensor], proc: CrystalProcesses, generator: torch.Generator,
                  csp_fraction: float = 0.5, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
                  cond: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-crystal loss (B,): lattice MSE (of its process's prediction target) + coordinate
-    score MSE + type cross-entropy.
+    score MSE + type cross-entropy, from :meth:`JointProcess.loss`.
 
     ``batch``: types (B, N) long (-1 = padding), frac (B, N, 3), lattice (B, 3, 3) in Å,
     num_atoms (B,). ``weights``: (lattice, coordinates, types). ``cond`` (B, K) and
@@ -73,21 +86,14 @@ def crystal_loss(net, batch: dict[str, torch.Tensor], proc: CrystalProcesses, ge
     lattice0 = proc.normalise_lattice(batch["lattice"], num_atoms).to(frac.dtype)
     t = proc.lattice.sample_time(b, generator=generator, device=dev).to(frac.dtype)
     csp = torch.rand(b, generator=generator, device=dev) < csp_fraction
-    t_types = torch.where(csp, torch.zeros_like(t), t)
-
-    lattice_t, eps = proc.lattice.noise(lattice0, t, generator=generator)
-    frac_t, _ = proc.frac.noise(frac, t, generator=generator)
-    types0 = types.clamp_min(0)
-    types_t = proc.types.noise(types0, t_types, generator=generator)
+    t_types = torch.where(csp, torch.zeros_like(t), t)  # CSP: the types stay clean and score nothing
     extra = {} if cond is None else {"cond": cond, "cond_mask": cond_mask}
-    pred = net(types_t, frac_t, lattice_t, mask, t, t_types, **extra)
-
-    loss_lattice = proc.lattice.prediction_loss(pred["lattice"], lattice0, eps, t)
-    loss_frac = proc.frac.prediction_loss(pred["frac"], frac, frac_t, t, mask.unsqueeze(-1).to(frac.dtype))
-    type_mask = (mask & ~csp.unsqueeze(1)).to(frac.dtype)
-    loss_types = proc.types.loss(pred["types"], types0, mask=type_mask) if bool(type_mask.any()) else torch.zeros_like(t)
-    w_l, w_f, w_t = weights
-    return w_l * loss_lattice + w_f * loss_frac + w_t * loss_types
+    total, _ = proc.loss(
+        _network(net, mask, **extra), {"lattice": lattice0, "frac": frac, "types": types.clamp_min(0)},
+        {"lattice": t, "frac": t, "types": t_types}, generator=generator, weights=dict(zip(FIELDS, weights)),
+        masks={"frac": mask.unsqueeze(-1).to(frac.dtype), "types": (mask & ~csp.unsqueeze(1)).to(frac.dtype)},
+    )
+    return total
 
 
 @torch.no_grad()
@@ -117,66 +123,42 @@ def sample_crystals(net, proc: CrystalProcesses, num_atoms: torch.Tensor, *, typ
     num_atoms = num_atoms.to(dev)
     b, n = num_atoms.shape[0], int(num_atoms.max())
     mask = torch.arange(n, device=dev).unsqueeze(0) < num_atoms.unsqueeze(1)
-    lattice = proc.lattice.prior((b, 3, 3), generator=generator, device=dev)
-    frac = proc.frac.prior((b, n, 3), generator=generator, device=dev)
-    fixed = types is not None
-    if fixed:
+    x_T = {"lattice": proc.lattice.prior((b, 3, 3), generator=generator, device=dev),
+           "frac": proc.frac.prior((b, n, 3), generator=generator, device=dev)}
+    fixed = {}
+    if types is not None:
         types = types.to(dev)[:, :n]
         if bool(((types >= 0) != mask).any()):
             raise ValueError("types must hold num_atoms element indices per crystal and -1 on padding")
-        cur_types = types.clamp_min(0)
+        fixed["types"] = x_T["types"] = types.clamp_min(0)
     else:
-        cur_types = proc.types.prior((b, n), generator=generator, device=dev)
+        x_T["types"] = proc.types.prior((b, n), generator=generator, device=dev)
     if cond is not None:
         net = _guided(net, cond.to(dev), cond_mask.to(dev), float(guidance))
-    grid = torch.linspace(1.0, 0.0, int(steps) + 1, dtype=torch.float64)
-    zeros = torch.zeros(b, device=dev)
-    for i in range(int(steps)):
-        t = torch.full((b,), float(grid[i]), device=dev)
-        s = torch.full((b,), float(grid[i + 1]), device=dev)
-        last = i == int(steps) - 1
-        pred = _checked(net(cur_types, frac, lattice, mask, t, zeros if fixed else t), mask, fixed, i, grid[i])
-        lattice = _finite(proc.lattice.step(lattice, pred["lattice"], t, s, generator), "lattice", i, grid[i + 1])
-        frac = _finite(proc.frac.predictor_step(frac, pred["frac"], t, None if last else s, generator),
-                       "coordinates", i, grid[i + 1], mask)
-        if not fixed:
-            logits = pred["types"]
-            if allowed_types is not None:
-                logits = logits.masked_fill(~allowed_types.to(dev), float("-inf"))
-            cur_types = proc.types.step(cur_types, logits, t, s, generator)
-        if not last:
-            for k in range(int(corrector_steps)):
-                pred = net(cur_types, frac, lattice, mask, s, zeros if fixed else s)
-                pred = _checked(pred, mask, True, i, grid[i + 1], f" (corrector {k + 1})")
-                frac = _finite(proc.frac.corrector_step(frac, pred["frac"], s, generator, step_lr),
-                               "coordinates", i, grid[i + 1], mask, f" (corrector {k + 1})")
-    out_types = torch.where(mask, cur_types, torch.full_like(cur_types, -1))
-    return {"types": out_types, "frac": frac, "lattice": proc.denormalise_lattice(lattice, num_atoms)}
+    allowed = None if allowed_types is None else allowed_types.to(dev)
+
+    def checked(pred: dict[str, torch.Tensor], i: int, t: float, corrector: int) -> dict[str, torch.Tensor]:
+        """The network's predictions, or FloatingPointError naming the step when one is not
+        finite on the atoms (type logits only where types are drawn); unseen types forbidden."""
+        drawn = not fixed and not corrector
+        for key in ("lattice", "frac") + (("types",) if drawn else ()):
+            value = pred[key] if key == "lattice" else pred[key][mask]
+            if not math.isfinite(float(value.sum())):
+                raise _nonfinite(f"network output ({key})", i, t, f" (corrector {corrector})" if corrector else "")
+        if drawn and allowed is not None:
+            pred = {**pred, "types": pred["types"].masked_fill(~allowed, float("-inf"))}
+        return pred
+
+    out = proc.sample(_network(net, mask), x_T, int(steps), generator, fixed, corrector_steps=int(corrector_steps),
+                      step_lr=step_lr, masks={"frac": mask}, on_prediction=checked)
+    out_types = torch.where(mask, out["types"], torch.full_like(out["types"], -1))
+    return {"types": out_types, "frac": out["frac"], "lattice": proc.denormalise_lattice(out["lattice"], num_atoms)}
 
 
 def _nonfinite(what: str, i: int, t: float, where: str = "") -> FloatingPointError:
     return FloatingPointError(
         f"non-finite {what} at predictor-corrector step {i}{where} (t = {float(t):.5f}); check the checkpoint's "
         "weights, lower step_lr (DiffCSP: 5e-7 .. 1e-5) or the guidance scale")
-
-
-def _checked(pred: dict[str, torch.Tensor], mask: torch.Tensor, fixed: bool, i: int, t: float,
-             where: str = "") -> dict[str, torch.Tensor]:
-    """The network's predictions, or FloatingPointError naming the step when one is not finite
-    on the atoms (padding rows are ignored; type logits only where types are sampled)."""
-    for key, value in (("lattice", pred["lattice"]), ("frac", pred["frac"][mask])) + (
-            () if fixed else (("types", pred["types"][mask]),)):
-        if not math.isfinite(float(value.sum())):
-            raise _nonfinite(f"network output ({key})", i, t, where)
-    return pred
-
-
-def _finite(x: torch.Tensor, what: str, i: int, t: float, mask: torch.Tensor | None = None,
-            where: str = "") -> torch.Tensor:
-    """``x``, or FloatingPointError naming the step if it is not finite (on the atoms of ``mask``)."""
-    if not math.isfinite(float((x if mask is None else x[mask]).sum())):
-        raise _nonfinite(what, i, t, where)
-    return x
 
 
 def _guided(net, cond: torch.Tensor, cond_mask: torch.Tensor, guidance: float):

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from sciogen.data.output import FOLDER
+from sciogen.data.output import FOLDER, write_atomically
 from sciogen.diffusion import CategoricalProcess, GaussianProcess, WrappedNormalProcess
 from sciogen.train.checks import finite_number, optional_positive_int, positive_int
 from sciogen.train.generator import Generator
@@ -465,25 +465,27 @@ def _check_sample_options(options: dict) -> None:
 def _cache_structures(recs) -> Path:
     """Write Structures (with their numeric properties) once to a CDVAE CSV in the dataset cache."""
     import csv
-    import hashlib
 
     from pymatgen.io.cif import CifWriter
 
     from sciogen.data import cache_dir
+    from sciogen.data.cache import content_key
 
     names = sorted(recs.properties)
     rows = [{"material_id": i, "cif": str(CifWriter(s)), **{k: recs.properties[k][i] for k in names}}
             for i, s in enumerate(recs.structures)]
-    digest = hashlib.sha256(repr([(r["cif"], [r[k] for k in names]) for r in rows]).encode()).hexdigest()[:24]
+    digest = content_key(repr([(r["cif"], [r[k] for k in names]) for r in rows]))
     path = cache_dir() / "crystals" / "own" / f"{STRUCTURES_PREFIX}{digest}.csv"
     if not path.is_file():
+        def write(rows: list[dict], tmp: Path) -> Path:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=["material_id", "cif", *names])
+                writer.writeheader()
+                writer.writerows(rows)
+            return tmp
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["material_id", "cif", *names])
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(path)
+        write_atomically(write, rows, path)  # a name of its own per writer: ranks under torchrun do not collide
     return path
 
 

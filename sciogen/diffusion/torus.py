@@ -27,7 +27,7 @@ import torch
 from .common import masked_mean, stratified_times
 from .parametrization import expand_time
 
-__all__ = ["WrappedNormalProcess", "sample_torus", "wrap_fractional", "wrap_displacement"]
+__all__ = ["WrappedNormalProcess", "wrap_fractional", "wrap_displacement"]
 
 #: images kept per side: K >= IMAGE_WIDTH * sigma keeps the truncation error below ~1e-17.
 IMAGE_WIDTH = 9.0
@@ -337,47 +337,6 @@ class WrappedNormalProcess:
         return x
 
 
-def sample_torus(
-    model: Callable[..., torch.Tensor],
-    x_T: torch.Tensor,
-    process: WrappedNormalProcess,
-    steps: int,
-    generator: torch.Generator | None = None,
-    *,
-    corrector_steps: int = 1,
-    step_lr: float = 1e-5,
-    denoise_final: bool = True,
-    **cond,
-) -> torch.Tensor:
-    """Predictor-corrector sampling on the torus (DiffCSP; Song et al. 2021, Alg. 2).
-
-    ``model(x_t, t, **cond)`` returns the normalised score (x_t's shape) for t of shape (B,).
-    The predictor runs on a uniform grid of t from 1 to 0 with a corrector after each step;
-    with ``denoise_final`` the grid has ``steps`` points and a last predictor step from
-    t = 0 (sigma_min) to the clean data, so there are ``steps`` predictor calls; without
-    it, ``steps + 1`` points ending at t = 0. Model calls: predictor calls plus
-    ``corrector_steps`` per intermediate time. ``step_lr`` = 1e-5 is DiffCSP's corrector
-    step; see :meth:`WrappedNormalProcess.corrector_step` for the bias it trades for mixing.
-
-    Shapes: x_T (B, ...) fractional (e.g. ``process.prior(shape, generator)``) -> (B, ...) in [0, 1).
-    """
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    n = int(steps) if denoise_final else int(steps) + 1
-    grid = torch.linspace(1.0, 0.0, n, dtype=torch.float64) if n > 1 else torch.ones(1, dtype=torch.float64)
-    x = wrap_fractional(x_T)
-    for k in range(n - 1):
-        t, s = _batch_time(float(grid[k]), x), _batch_time(float(grid[k + 1]), x)
-        x = process.step(
-            x, model(x, t, **cond), t, s, generator,
-            model=model, corrector_steps=corrector_steps, step_lr=step_lr, **cond,
-        )
-    if denoise_final:
-        t = _batch_time(float(grid[-1]), x)
-        x = process.step(x, model(x, t, **cond), t, None, generator)
-    return x
-
-
 def _as_float_tensor(value) -> torch.Tensor:
     """A tensor of floats; Python numbers become float64 (no rounding through float32)."""
     if not torch.is_tensor(value):
@@ -390,3 +349,7 @@ def _batch_time(t, x: torch.Tensor) -> torch.Tensor:
     if torch.is_tensor(t) and t.ndim > 0:
         return t
     return torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype)
+
+
+# moved to .testing (issue 23): importable from here only until sciogen/diffusion/__init__.py stops exporting it
+from .testing import sample_torus  # noqa: E402,F401

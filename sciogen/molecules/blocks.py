@@ -119,8 +119,8 @@ def order_by_blocks(graph: Data, hops: int = 3, weighting: Weighting = "pard") -
     """A copy of ``graph`` with nodes sorted by block (core first) and ``block_index`` (N,).
 
     The result also carries ``block_sizes`` (K,) and ``block_degrees`` (K,); edges are
-    relabelled and sorted by (source, target). ``block_index`` is non-decreasing, the
-    layout :class:`sciogen.ar.BlockAR` expects.
+    relabelled and sorted by (source, target). ``block_index`` is non-decreasing: blocks
+    in the order :func:`sciogen.molecules.pard.sample_graphs` generates them.
     """
     blocks = block_decomposition(graph, hops=hops, weighting=weighting)
     n = int(graph.num_nodes)

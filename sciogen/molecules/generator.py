@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from sciogen.data.cache import content_key
 from sciogen.data.records import RecordLog, expand_paths
 from sciogen.diffusion import CategoricalProcess
 from sciogen.train.checks import finite_number, positive_int
@@ -233,7 +233,7 @@ class MoleculeGenerator(Generator):
         if dataset.property_names and dataset.name != "qm9" and dataset.graphs:  # your columns' values
             values = torch.cat([g.y for g in dataset.graphs]).numpy().tobytes()
             what["values"] = hashlib.sha256(values).hexdigest()
-        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
+        return content_key(json.dumps(what, sort_keys=True))
 
     def _conditions_of(self, dataset: MoleculeDataset) -> torch.Tensor:
         names = self.conditions
@@ -256,24 +256,20 @@ class MoleculeGenerator(Generator):
         return torch.tensor(np.stack(cols, 1), dtype=torch.float32)
 
     def training_data(self, data: Any = None) -> Dataset:
-        from sciogen.data import cache_dir
+        from sciogen.data.cache import TensorCache
 
         dataset = self._dataset(data)
         self.data_log.kept = len(dataset)
         self.data_log.require(MIN_MOLECULES, "molecules")
         d = self.config.data
-        path = cache_dir() / "molecules" / "tensors" / f"{self._cache_key(dataset)}.pt"
-        if path.is_file():
-            stored = torch.load(path, weights_only=True)
-            tensors, raw = MoleculeTensors(**stored["tensors"]), stored["cond"]
-        else:
+
+        def build() -> dict:
             tensors = to_block_tensors(dataset.graphs, int(self.spec.max_atoms), self.config.model.max_degree,
                                        hops=d.hops, weighting=d.weighting, one_block=self.config.diffusion.one_block)
-            raw = self._conditions_of(dataset)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-            torch.save({"tensors": tensors.state_dict(), "cond": raw}, tmp)
-            os.replace(tmp, path)
+            return {"tensors": tensors.state_dict(), "cond": self._conditions_of(dataset)}
+
+        stored = TensorCache("molecules", "tensors").get(self._cache_key(dataset), build)
+        tensors, raw = MoleculeTensors(**stored["tensors"]), stored["cond"]
         self.atom_marginals, self.bond_marginals = marginals(tensors, self.spec.num_atom_types, self.spec.num_bond_types)
         if raw.shape[1]:
             self._condition_statistics(raw)

@@ -9,8 +9,9 @@ with (s_k, d_k) the size and degree of block k (``s = 0`` stops) and p(B_k | ...
 discrete diffusion over block k's atom types and all its bonds (to earlier blocks and
 within the block), both with marginal transitions (:class:`sciogen.diffusion.CategoricalProcess`).
 Training draws one time per block and scores every block in one pass of
-:class:`~sciogen.molecules.network.PARDNet`; sampling generates block after block with
-``steps`` ancestral steps each. ``one_block=True`` puts the whole molecule in one block,
+:class:`~sciogen.molecules.network.PARDNet`; sampling runs the shared block loop of
+:func:`sciogen.ar.generate_blocks`, each block drawn by the joint ancestral sampler of
+:class:`~sciogen.diffusion.JointProcess` in ``steps`` steps. ``one_block=True`` puts the whole molecule in one block,
 which gives a DiGress-like one-shot model with the same code.
 
 Dense layout (N = max_atoms): ``X`` (M, N) atom types, ``E`` (M, N, N) bond types
@@ -27,9 +28,8 @@ from typing import Sequence
 import torch
 from torch.nn import functional as F
 from torch_geometric.data import Data
-from tqdm.auto import tqdm
-
-from sciogen.diffusion import CategoricalProcess, stratified_times
+from sciogen.ar.loop import BlockSampler, generate_blocks
+from sciogen.diffusion import CategoricalProcess, JointProcess, stratified_times
 
 from .blocks import order_by_blocks
 from .network import PARDNet, Views
@@ -188,7 +188,12 @@ def sample_graphs(
     prompt: MoleculeTensors | None = None, one_block: bool = False, progress: bool = False,
     max_valence: torch.Tensor | None = None, valence_retries: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Generate ``num`` molecules block after block.
+    """Generate ``num`` molecules block after block (:func:`sciogen.ar.generate_blocks`).
+
+    Before block k the clean prefix of every unfinished molecule is encoded once; the
+    next-block head draws its (size, degree) class (size 0 finishes the molecule); the
+    block's atoms and bonds are drawn by the joint ancestral sampler
+    (:meth:`~sciogen.diffusion.JointProcess.sample`, ``steps`` steps on a uniform grid 1 -> 0).
 
     Args:
         model: a trained :class:`PARDNet`.
@@ -210,120 +215,159 @@ def sample_graphs(
     Returns:
         X (num, N) long, E (num, N, N) long symmetric, count (num,) long atoms per molecule.
     """
-    c = model.config
-    n, d1 = c.max_atoms, c.max_degree + 1
-    device = next(model.parameters()).device
-    X = torch.zeros(num, n, dtype=torch.long, device=device)
-    E = torch.zeros(num, n, n, dtype=torch.long, device=device)
-    block = torch.full((num, n), -1, dtype=torch.long, device=device)
-    degree = torch.zeros(num, n, dtype=torch.long, device=device)
-    count = torch.zeros(num, dtype=torch.long, device=device)
-    k0 = 0
-    if prompt is not None:
-        X[:], E[:], block[:], degree[:] = (getattr(prompt, f)[:1].long().to(device) for f in ("X", "E", "block", "degree"))
-        count[:] = int((prompt.block[0] >= 0).sum())
-        k0 = int(prompt.block[0].max()) + 1
-    active = torch.ones(num, dtype=torch.bool, device=device)
-    classes = torch.arange(c.num_block_classes, device=device)
+    run = _Molecules(model, num, atoms, bonds, steps=steps, cond=cond, cond_mask=cond_mask, guidance=guidance,
+                     prompt=prompt, one_block=one_block, max_valence=max_valence)
+    generate_blocks(run, num, first_block=run.first_block, max_blocks=model.config.max_atoms - run.first_block,
+                    retries=valence_retries if max_valence is not None else 0, generator=generator,
+                    device=run.device, progress=f"sampling {num} molecules" if progress else None)
+    return run.X, run.E, run.count
 
-    def variant_conds(idx):
-        if cond is None:
+
+#: the fields of a block: its atoms, its bonds to earlier blocks and its bonds within
+_BLOCK_FIELDS = ("atoms", "cross", "within")
+_FIELD_NAMES = {"atoms": "atom type", "cross": "bond (to earlier blocks)", "within": "bond (within block)"}
+
+
+@dataclass
+class _Prefix:
+    """The clean prefix of some molecules (``rows``) before a block: atoms ``X`` (R, m),
+    bonds ``E`` (R, m, m), ``block`` and ``degree`` (R, m), and per condition variant
+    (conditional[, unconditional]) its condition embedding and the network's clean-pass
+    caches; ``states``: the clean pass' node states per variant (for the next-block head)."""
+
+    rows: torch.Tensor
+    X: torch.Tensor
+    E: torch.Tensor
+    block: torch.Tensor
+    degree: torch.Tensor
+    variants: list
+    states: list | None = None
+
+    def select(self, r: torch.Tensor) -> "_Prefix":
+        variants = [(ch[r], [{key: v[r] for key, v in cache.items()} for cache in caches])
+                    for ch, caches in self.variants]
+        return _Prefix(self.rows[r], self.X[r], self.E[r], self.block[r], self.degree[r], variants)
+
+
+class _Molecules(BlockSampler):
+    """PARD's moves for :func:`~sciogen.ar.generate_blocks`; the molecules are dense tensors
+    ``X`` (num, N), ``E`` (num, N, N), ``block``, ``degree`` (num, N) and ``count`` (num,)."""
+
+    def __init__(self, model: PARDNet, num: int, atoms: CategoricalProcess, bonds: CategoricalProcess, *, steps: int,
+                 cond, cond_mask, guidance: float, prompt: MoleculeTensors | None, one_block: bool,
+                 max_valence: torch.Tensor | None):
+        c = model.config
+        self.model, self.steps, self.guidance, self.one_block = model, int(steps), guidance, one_block
+        self.cond, self.cond_mask, self.max_valence = cond, cond_mask, max_valence
+        self.n, self.d1 = c.max_atoms, c.max_degree + 1
+        self.device = device = next(model.parameters()).device
+        self.X = torch.zeros(num, self.n, dtype=torch.long, device=device)
+        self.E = torch.zeros(num, self.n, self.n, dtype=torch.long, device=device)
+        self.block = torch.full((num, self.n), -1, dtype=torch.long, device=device)
+        self.degree = torch.zeros(num, self.n, dtype=torch.long, device=device)
+        self.count = torch.zeros(num, dtype=torch.long, device=device)
+        self.first_block = 0
+        if prompt is not None:
+            self.X[:], self.E[:], self.block[:], self.degree[:] = (
+                getattr(prompt, f)[:1].long().to(device) for f in ("X", "E", "block", "degree"))
+            self.count[:] = int((prompt.block[0] >= 0).sum())
+            self.first_block = int(prompt.block[0].max()) + 1
+        self.classes = torch.arange(c.num_block_classes, device=device)
+        self.joint = JointProcess(dict(zip(_BLOCK_FIELDS, (atoms, bonds, bonds))))
+        self.grid = torch.linspace(1.0, 0.0, self.steps + 1)
+
+    def _conditions(self, rows):
+        if self.cond is None:
             return [(None, None)]
-        if guidance == 1.0:
-            return [(cond[idx], cond_mask[idx])]
-        return [(cond[idx], cond_mask[idx]), (cond[idx], torch.zeros_like(cond_mask[idx]))]
+        if self.guidance == 1.0:
+            return [(self.cond[rows], self.cond_mask[rows])]
+        return [(self.cond[rows], self.cond_mask[rows]), (self.cond[rows], torch.zeros_like(self.cond_mask[rows]))]
 
-    grid = torch.linspace(1.0, 0.0, steps + 1)
-    bar = tqdm(total=None, desc=f"sampling {num} molecules", unit="block", disable=not progress, leave=False)
-    for k in range(k0, n):
-        bar.set_postfix(unfinished=int(active.sum()))
-        bar.update()
-        # only unfinished molecules; the network reads the clean prefix and the new block alone
-        idx = active.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            break
-        b = idx.numel()
-        m = int(count[idx].max())
-        Xp, Ep, Bp, Dp = X[idx, :m], E[idx, :m, :m], block[idx, :m], degree[idx, :m]
+    def prefix(self, k, rows):
         # the clean prefix is encoded once per block (it never sees the noisy block), once per
         # condition variant: (conditional[, unconditional])
-        prefix_views = Views.of(Bp, Bp[:, :0])
-        variants = []
-        for c_, m_ in variant_conds(idx):
-            cond_h = model.condition(c_, m_, b, device)
-            h, caches = model.encode_prefix(Xp, Ep, Bp, Dp, prefix_views, cond_h)
-            variants.append((cond_h, h, caches))
-        # 1. the next block's size and degree
+        m = int(self.count[rows].max())
+        X, E, B, D = self.X[rows, :m], self.E[rows, :m, :m], self.block[rows, :m], self.degree[rows, :m]
+        views = Views.of(B, B[:, :0])
+        variants, states = [], []
+        for c, c_mask in self._conditions(rows):
+            cond_h = self.model.condition(c, c_mask, rows.numel(), self.device)
+            h, caches = self.model.encode_prefix(X, E, B, D, views, cond_h)
+            variants.append((cond_h, caches))
+            states.append(h)
+        return _Prefix(rows, X, E, B, D, variants, states)
+
+    def select(self, prefix, rows):
+        return prefix.select(rows)
+
+    def plan(self, k, prefix, generator):
+        """The next block's (size, degree) class of every molecule, from the next-block head."""
         if k == 0:
-            lp = _combine([model.first_out(ch) for ch, _, _ in variants], guidance)
+            lp = _combine([self.model.first_out(ch) for ch, _ in prefix.variants], self.guidance)
         else:
-            lp = _combine([model.next_block_logits(h, Bp)[:, k - 1] for _, h, _ in variants], guidance)
+            heads = [self.model.next_block_logits(h, prefix.block)[:, k - 1] for h in prefix.states]
+            lp = _combine(heads, self.guidance)
         _finite(lp, k, "block size and degree", "before its denoising steps")
-        size = classes // d1
-        allowed = (size[None, :] <= (n - count[idx])[:, None]) & ((size > 0) if k == 0 else True)
-        if one_block and k > 0:
+        size = self.classes // self.d1
+        allowed = (size[None, :] <= (self.n - self.count[prefix.rows])[:, None]) & ((size > 0) if k == 0 else True)
+        if self.one_block and k > 0:
             allowed = (size == 0).expand_as(allowed)
         lp = lp.masked_fill(~allowed, float("-inf"))
         cls = torch.multinomial(lp.softmax(-1), 1, generator=generator).squeeze(1)
-        new_size, new_degree = cls // d1, cls % d1
-        active[idx[new_size == 0]] = False
-        keep = new_size > 0
-        if not bool(keep.any()):
-            break
-        idx, new_size, new_degree = idx[keep], new_size[keep], new_degree[keep]
-        Xp, Ep, Bp, Dp = Xp[keep], Ep[keep], Bp[keep], Dp[keep]
-        variants = [(ch[keep], None, [{key: v[keep] for key, v in cache.items()} for cache in caches])
-                    for ch, _, caches in variants]
-        b, s_max = idx.numel(), int(new_size.max())
-        slots = torch.arange(s_max, device=device)
-        real = slots[None, :] < new_size[:, None]  # (b, s_max) noisy slots in use
-        noisy_block = torch.where(real, torch.full_like(real, k, dtype=torch.long), torch.full_like(real, -1, dtype=torch.long))
-        noisy_degree = new_degree[:, None].expand(b, s_max)
+        new_size = cls // self.d1
+        slots = torch.arange(int(new_size.max()), device=self.device)
+        # real: (R, s_max) the block's slots in use, s_max the largest block of this step
+        return {"size": new_size, "degree": cls % self.d1, "real": slots[None, :] < new_size[:, None]}
 
-        # 2. diffusion over the block's atoms and bonds (of the rows ``r`` of this batch)
-        def denoise_block(r):
-            vs = variants if r is None else [(ch[r], None, [{key: v[r] for key, v in cache.items()} for cache in caches])
-                                             for ch, _, caches in variants]
-            real_r, block_r, degree_r = (real, noisy_block, noisy_degree) if r is None else (real[r], noisy_block[r], noisy_degree[r])
-            views = Views.of(Bp if r is None else Bp[r], block_r)
-            rows = real_r.shape[0]
-            Xt = atoms.prior((rows, s_max), generator, device)
-            Ec = bonds.prior((rows, s_max, m), generator, device)
-            Ew = _symmetric(bonds.prior((rows, s_max, s_max), generator, device))
-            for j in range(steps):
-                t = torch.full((rows,), float(grid[j]), device=device)
-                s = torch.full((rows,), float(grid[j + 1]), device=device)
-                t_node = t[:, None] * real_r
-                outs = [model.denoise(caches, Xt, Ec, Ew, block_r, t_node, degree_r, views, ch) for ch, _, caches in vs]
-                where = f"denoising step {j + 1} of {steps} (t = {float(grid[j]):.5f})"
-                la, lc, lw = (_finite(_combine([o[i] for o in outs], guidance), k, name, where)
-                              for i, name in enumerate(("atom type", "bond (to earlier blocks)", "bond (within block)")))
-                Xt = atoms.step(Xt, la, t, s, generator)
-                Ec = bonds.step(Ec, lc, t, s, generator)
-                Ew = _symmetric(bonds.step(Ew, lw, t, s, generator))
-            return Xt, Ec, Ew
+    def draw(self, k, prefix, plan, generator):
+        """Block k's atoms and bonds by the joint ancestral sampler, with classifier-free guidance."""
+        real = plan["real"]
+        rows, s_max = real.shape
+        noisy_block = torch.where(real, torch.full_like(real, k, dtype=torch.long),
+                                  torch.full_like(real, -1, dtype=torch.long))
+        noisy_degree = plan["degree"][:, None].expand(rows, s_max)
+        views = Views.of(prefix.block, noisy_block)
+        shapes = {"atoms": (rows, s_max), "cross": (rows, s_max, prefix.X.shape[1]), "within": (rows, s_max, s_max)}
+        x_T = _symmetric_within(self.joint.prior(shapes, generator, self.device))
 
-        Xt, Ec, Ew = denoise_block(None)
-        for _ in range(valence_retries if max_valence is not None else 0):
-            over = over_valence(Xp, Ep, Bp, Xt, Ec, Ew, real, max_valence)
-            if not bool(over.any()):
-                break
-            r = over.nonzero().squeeze(1)
-            Xt[r], Ec[r], Ew[r] = denoise_block(r)
-        # 3. write the block into the molecules, after their count[b] atoms
-        at = count[idx][:, None] + slots[None, :]  # (b, s_max) where each new atom goes
+        def denoise(x, t):
+            t_node = t["atoms"][:, None] * real
+            outs = [self.model.denoise(caches, x["atoms"], x["cross"], x["within"], noisy_block, t_node, noisy_degree,
+                                       views, ch) for ch, caches in prefix.variants]
+            return {name: _combine([o[i] for o in outs], self.guidance) for i, name in enumerate(_BLOCK_FIELDS)}
+
+        def checked(pred, j, t, corrector):
+            where = f"denoising step {j + 1} of {self.steps} (t = {t:.5f})"
+            return {name: _finite(pred[name], k, _FIELD_NAMES[name], where) for name in _BLOCK_FIELDS}
+
+        return self.joint.sample(denoise, x_T, self.steps, generator, grid=self.grid, on_prediction=checked,
+                                 project=_symmetric_within)
+
+    def reject(self, k, prefix, plan, block):
+        """The molecules whose new block exceeds some atom's valence."""
+        return over_valence(prefix.X, prefix.E, prefix.block, block["atoms"], block["cross"], block["within"],
+                            plan["real"], self.max_valence)
+
+    def commit(self, k, rows, prefix, plan, block):
+        """Write the block into the molecules, after their ``count`` atoms."""
+        real, X, E = plan["real"], self.X, self.E
+        s_max = real.shape[1]
+        at = self.count[rows][:, None] + torch.arange(s_max, device=self.device)[None, :]  # where each new atom goes
         bb, ii = real.nonzero(as_tuple=True)
-        rows, gi = idx[bb], at[bb, ii]
-        X[rows, gi] = Xt[bb, ii]
-        block[rows, gi] = k
-        degree[rows, gi] = new_degree[bb]
-        to_prefix = real[:, :, None] & (Bp >= 0)[:, None, :]
+        r, gi = rows[bb], at[bb, ii]
+        X[r, gi] = block["atoms"][bb, ii]
+        self.block[r, gi] = k
+        self.degree[r, gi] = plan["degree"][bb]
+        to_prefix = real[:, :, None] & (prefix.block >= 0)[:, None, :]
         bb, ii, jj = to_prefix.nonzero(as_tuple=True)
-        E[idx[bb], at[bb, ii], jj] = Ec[bb, ii, jj]
-        E[idx[bb], jj, at[bb, ii]] = Ec[bb, ii, jj]
-        inside = real[:, :, None] & real[:, None, :] & ~torch.eye(s_max, dtype=torch.bool, device=device)
+        E[rows[bb], at[bb, ii], jj] = block["cross"][bb, ii, jj]
+        E[rows[bb], jj, at[bb, ii]] = block["cross"][bb, ii, jj]
+        inside = real[:, :, None] & real[:, None, :] & ~torch.eye(s_max, dtype=torch.bool, device=self.device)
         bb, ii, jj = inside.nonzero(as_tuple=True)
-        E[idx[bb], at[bb, ii], at[bb, jj]] = Ew[bb, ii, jj]
-        count[idx] = count[idx] + new_size
-    bar.close()
-    return X, E, count
+        E[rows[bb], at[bb, ii], at[bb, jj]] = block["within"][bb, ii, jj]
+        self.count[rows] = self.count[rows] + plan["size"]
+
+
+def _symmetric_within(x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The block's state with its within-block bonds made symmetric (the upper triangle mirrored)."""
+    return {**x, "within": _symmetric(x["within"])}
