@@ -8,7 +8,7 @@
    weights are random (timing does not depend on them); both paths give the same samples
    (tests/test_ar_*.py check it).
 2. Step annealing (DiSA). A per-token head trained for a short CPU run on
-   :class:`sciogen.ar.toy.MixtureChain` (8 two-dimensional values, exact law known)
+   :class:`sciogen.ar.testing.MixtureChain` (8 two-dimensional values, exact law known)
    generates whole sequences with a fixed number of DDIM steps per value or with steps
    annealed from ``upper`` to ``lower`` along the sequence. Quality: energy distance
    between 2,000 generated and 2,000 exact sequences (16-D), next to the distance between
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from sciogen.ar import BlockAR, BlockARConfig, FieldConfig, StepAnnealing, TokenAR, TokenARConfig
-from sciogen.ar.toy import MixtureChain, fit
+from sciogen.ar.testing import MixtureChain, fit
 
 OUT = Path(__file__).parent / "results" / "ar.json"
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sciogen.ar import BlockAR, BlockARConfig, BlockSpec, FieldConfig, StepAnnealing, block_causal_mask, skip_causal_mask
-from sciogen.ar.toy import BlockCategoricalChain, BlockMixtureChain, fit
+from sciogen.ar.testing import BlockCategoricalChain, BlockMixtureChain, fit
 from sciogen.diffusion import CategoricalProcess
 
 from .helpers import energy_distance, energy_test_pvalue

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sciogen.ar import StepAnnealing, TokenAR, TokenARConfig, sample_token
-from sciogen.ar.toy import MixtureChain, fit
+from sciogen.ar.testing import MixtureChain, fit
 
 from .helpers import energy_distance, energy_test_pvalue
 
@@ -310,7 +310,7 @@ def test_generated_sequences_match_the_joint_law():
 
 def test_toy_chain_conditionals_match_its_sampler():
     """The exact laws the learning tests compare against agree with the data sampler."""
-    from sciogen.ar.toy import BlockMixtureChain
+    from sciogen.ar.testing import BlockMixtureChain
 
     g = torch.Generator().manual_seed(0)
     prev = torch.tensor([0.3, -0.8])

@@ -153,8 +153,10 @@ def test_extxyz_trains_with_an_info_key_as_condition(tmp_path, env):
     gen = sciogen.load(tmp_path / "run", device="cpu")
     assert gen.config.data.path == "my.extxyz" and gen.conditions == ["energy_per_atom"]
     a = gen.sample(2, condition={"energy_per_atom": -1.9}, guidance=1.5, seed=0)
-    b = gen.sample(2, condition=["energy_per_atom=-1.9"], guidance=1.5, seed=0)
+    b = gen.sample(2, condition={"energy_per_atom": [-1.9, -1.9]}, guidance=1.5, seed=0)  # one per sample
     assert [s.frac_coords.tolist() for s in a] == [s.frac_coords.tolist() for s in b]
+    with pytest.raises(ValueError, match="must be a mapping"):
+        gen.sample(2, condition=["energy_per_atom=-1.9"])  # the shell's strings: sciogen.cli parses them
     c = gen.sample(2, condition={"energy_per_atom": -1.5}, guidance=1.5, seed=0)
     assert [s.frac_coords.tolist() for s in a] != [s.frac_coords.tolist() for s in c]
     path = CrystalGenerator.write_samples(a, tmp_path / "gen")

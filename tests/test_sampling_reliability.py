@@ -170,3 +170,20 @@ def test_the_qm9_graph_conversion_announces_itself(capsys, monkeypatch):
                   "qm9", True)
     assert len(data) == 3
     assert "sciogen: preparing 3 qm9 molecules as graphs" in capsys.readouterr().err
+
+
+def test_per_sample_conditions_are_sliced_by_chunk_in_the_base_class(monkeypatch):
+    """A domain names its per-sample conditions; every chunk gets its own rows (issue 23)."""
+    gen = sciogen.load("toy/gmm", device="cpu")
+    seen = []
+
+    def record(self, model, n, *, generator, steps, solver, rows=None):
+        seen.append(list(rows))
+        return torch.zeros(n, 2)
+
+    monkeypatch.setattr(VectorGenerator, "per_sample_conditions", ("rows",))
+    monkeypatch.setattr(VectorGenerator, "sample_batch", record)
+    gen.sample(7, seed=0, batch_size=3, steps=2, rows=list(range(7)))
+    assert seen == [[0, 1, 2], [3, 4, 5], [6]]
+    with pytest.raises(ValueError, match="rows has 5 rows for n=7"):
+        gen.sample(7, seed=0, batch_size=3, steps=2, rows=list(range(5)))

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sciogen.train.config import ConfigError, RunConfig, TrainConfig
+from sciogen.config import ConfigError
+from sciogen.train.config import RunConfig, SamplingConfig, TrainConfig
 
 __all__ = ["CrystalDataConfig", "CrystalModelConfig", "CrystalDiffusionConfig", "CrystalSamplingConfig", "CrystalConfig",
            "DATASETS"]
@@ -151,7 +152,7 @@ class CrystalDiffusionConfig:
 
 
 @dataclass
-class CrystalSamplingConfig:
+class CrystalSamplingConfig(SamplingConfig):
     """Sampling defaults: predictor steps, Langevin corrector, crystals per network call.
 
     DiffCSP samples with 1,000 steps; its recommended corrector step sizes (``step_lr``,
@@ -168,6 +169,11 @@ class CrystalSamplingConfig:
     ``model.conditions`` (1: the plain conditional model, 0: unconditional).
     """
 
+    @classmethod
+    def allowed_solvers(cls) -> tuple[str, ...]:
+        """``pc`` (CSPNet's predictor-corrector) and the core's solvers (UniGenX's numbers)."""
+        return ("pc", *super().allowed_solvers())
+
     solver: str = "pc"
     steps: int = 200
     corrector_steps: int = 1
@@ -179,12 +185,9 @@ class CrystalSamplingConfig:
     guidance: float = 1.0
 
     def __post_init__(self):
-        from sciogen.diffusion import SOLVERS
-
-        if self.solver != "pc" and self.solver not in SOLVERS:
-            raise ConfigError(f"sampling.solver={self.solver!r}; allowed: pc (CSPNet), {', '.join(SOLVERS)} (UniGenX)")
-        if self.steps < 1 or self.batch_size < 1 or self.corrector_steps < 0 or min(self.step_lr, self.denovo_step_lr) <= 0:
-            raise ConfigError("sampling.steps and batch_size must be >= 1, corrector_steps >= 0, step_lr > 0")
+        super().__post_init__()
+        if self.corrector_steps < 0 or min(self.step_lr, self.denovo_step_lr) <= 0:
+            raise ConfigError("sampling.corrector_steps must be >= 0 and sampling.step_lr, denovo_step_lr > 0")
         if self.temperature < 0 or self.token_temperature < 0:
             raise ConfigError("sampling.temperature and sampling.token_temperature must be >= 0")
         if not self.guidance >= 0:

@@ -36,7 +36,7 @@ from .datasets import (DEFAULT_MAX_ATOMS, STRUCTURES_PREFIX, crystal_tensors, lo
 from .diffcsp import CrystalProcesses, crystal_loss, sample_crystals
 from .io import OUTPUT_SUFFIXES, read_samples, write_structures
 from .network import CSPNet, CSPNetConfig
-from .representation import CrystalError, CrystalSpec, UnknownElementError, CrystalTensors, from_tensors, parse_composition
+from .representation import CrystalSpec, UnknownElementError, CrystalTensors, from_tensors, parse_composition
 from .unigenx import CrystalTokenizer, build_unigenx, sample_unigenx, unigenx_loss
 
 __all__ = ["CrystalGenerator"]
@@ -69,6 +69,8 @@ class CrystalGenerator(Generator):
     """
 
     domain = "crystals"
+    sample_conditions = True
+    per_sample_conditions = ("types", "cond", "cond_mask")  # rows per sample, sliced by chunk
     record_name = "crystals"
     config_class = CrystalConfig
     data_options = ("column", "condition_on", "download")
@@ -259,18 +261,12 @@ class CrystalGenerator(Generator):
 
     # -- sampling --------------------------------------------------------------------------------
 
-    def _sampling_defaults(self):
-        return self.config.sampling
-
     @classmethod
     def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--composition", help="cell composition for structure prediction, e.g. SrTiO3 (default: de novo)")
         parser.add_argument("--corrector-steps", dest="corrector_steps", type=int, help="Langevin corrector steps per step")
         parser.add_argument("--step-lr", dest="step_lr", type=float, help="corrector step size (default: the model's; DiffCSP on Perov-5: 5e-7 CSP, 1e-6 de novo)")
         parser.add_argument("--temperature", type=float, help="UniGenX models: scale of each number's starting noise")
-        parser.add_argument("--condition", action="append", metavar="NAME=VALUE",
-                            help="models trained with --condition-on: target property (repeatable), "
-                                 "e.g. --condition formation_energy=-1.5")
         parser.add_argument("--guidance", type=float,
                             help="classifier-free guidance scale of --condition (default: the model's, 1 = none)")
 
@@ -296,21 +292,15 @@ class CrystalGenerator(Generator):
             out[i, :len(zs)] = torch.tensor([self.spec.index(z) for z in zs])
         return out
 
-    def condition_tensors(self, condition: Mapping[str, Any] | Sequence[str], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def condition_tensors(self, condition: Mapping[str, Any], n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised conditions (n, K) and their mask (n, K) bool from ``{name: value}`` (a
-        number, or one per sample) or ``["name=value", ...]``; names not given are unset
-        (their null embedding)."""
+        number, or one per sample); names not given are unset (their null embedding)."""
         if not self.conditions:
             raise ValueError("this model was trained without conditions (train with --condition-on COLUMN); "
                              "it samples unconditionally only")
         if not isinstance(condition, Mapping):
-            parsed = {}
-            for item in [condition] if isinstance(condition, str) else condition:
-                name, sep, value = str(item).partition("=")
-                if not sep:
-                    raise ValueError(f"condition {item!r} must look like name=value, e.g. formation_energy=-1.5")
-                parsed[name.strip()] = value.strip()
-            condition = parsed
+            raise ValueError(f"condition must be a mapping {{name: value}}, e.g. {{'formation_energy': -1.5}}; "
+                             f"got {condition!r}")
         unknown = [k for k in condition if k not in self.conditions]
         if unknown:
             raise ValueError(f"unknown condition(s) {unknown}; this model was trained on {self.conditions}")
@@ -336,7 +326,7 @@ class CrystalGenerator(Generator):
         or de novo. Other options: ``steps``, ``solver``, ``seed``, ``batch_size``,
         ``tensors=True`` (raw tensors instead of Structures); CSPNet models:
         ``corrector_steps``, ``step_lr``, and for models trained with conditions
-        ``condition={"name": value}`` (or ``["name=value"]``) with ``guidance`` (classifier-free
+        ``condition={"name": value}`` with ``guidance`` (classifier-free
         scale, default ``sampling.guidance``); UniGenX models: ``temperature``, ``token_temperature``."""
         n = positive_int("n", n)
         _check_sample_options(kwargs)
@@ -352,14 +342,7 @@ class CrystalGenerator(Generator):
             raise ValueError("guidance= is classifier-free guidance on a condition; give condition={name: value} too"
                              if self.conditions else
                              "guidance= is classifier-free guidance on conditions; this model was trained without any")
-        self._batch = kwargs["batch_size"] or self.config.sampling.batch_size
         return super().sample(n, **kwargs)
-
-    def _sample_chunk(self, index, size, seed, steps, solver, conditions):
-        start = index * self._batch
-        conditions = {k: v[start:start + size] if k in ("types", "cond", "cond_mask") and v is not None else v
-                      for k, v in conditions.items()}
-        return super()._sample_chunk(index, size, seed, steps, solver, conditions)
 
     def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
                      types: torch.Tensor | None = None, corrector_steps: int | None = None,

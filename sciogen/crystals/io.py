@@ -84,7 +84,7 @@ def parse_cif_blocks(text: str, name: str = "CIF") -> list["Structure | CrystalE
     """Every data block of CIF text: a Structure, or the :class:`CrystalError` saying why not
     (a block that does not parse, a disordered site). Raises :class:`CifParseError` when the
     text holds no data block at all."""
-    from pymatgen.io.cif import CifFile, CifParser
+    from pymatgen.io.cif import CifFile
 
     try:
         with warnings.catch_warnings():

@@ -119,7 +119,10 @@ class SamplingConfig:
         return tuple(SOLVERS)
 
     def __post_init__(self):
-        check_choice("sampling.solver", self.solver, self.allowed_solvers())
+        try:
+            check_choice("sampling.solver", self.solver, self.allowed_solvers())
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError(f"sampling.steps and sampling.batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 

@@ -101,6 +101,9 @@ class Generator(abc.ABC):
     #: True when :meth:`sample` takes ``condition={name: value}``: ``sciogen sample`` then offers
     #: ``--condition NAME=VALUE`` (parsed once, in :func:`sciogen.cli.parse_conditions`)
     sample_conditions: ClassVar[bool] = False
+    #: the :meth:`sample` conditions that hold one row per sample (tensors or sequences of
+    #: length n): the base class checks their length and gives each chunk its rows
+    per_sample_conditions: ClassVar[tuple[str, ...]] = ()
     #: the config sections an export may change (``sciogen export RUN OUT --set sampling.steps=50``)
     export_sections: ClassVar[tuple[str, ...]] = ("sampling",)
     #: name fragments of weights an export keeps in float32 under ``half`` (numerics that need it)
@@ -314,6 +317,10 @@ class Generator(abc.ABC):
             seed = distributed.broadcast_object(int(torch.randint(2**62, ()).item()))
         seed = positive_int("seed", seed, minimum=0)
         sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+        for name in self.per_sample_conditions:
+            value = conditions.get(name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{name} has {len(value)} rows for n={n} samples; give one per sample")
         info = distributed.info(self.device)
         mine = self._sample_chunks(sizes, info, seed, steps, solver, conditions)
         gathered: dict[int, Any] = {}
@@ -330,7 +337,10 @@ class Generator(abc.ABC):
                    disable=not show_progress(None) or not info.is_main, leave=False)
         try:
             for i in indices:
-                mine[i] = self._sample_chunk(i, sizes[i], seed, steps, solver, conditions)
+                start = sum(sizes[:i])
+                rows = {k: v[start:start + sizes[i]] if k in self.per_sample_conditions and v is not None else v
+                        for k, v in conditions.items()}
+                mine[i] = self._sample_chunk(i, sizes[i], seed, steps, solver, rows)
                 bar.update(sizes[i])
         except KeyboardInterrupt:
             if info.world_size > 1:
