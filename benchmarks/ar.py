@@ -103,7 +103,8 @@ def cache_speedup(lengths, batch: int, steps: int) -> dict:
         row["tokens_only_speedup"] = row["tokens_only_recomputed_s"] / row["tokens_only_cached_s"]
         row["token_speedup"] = row["token_recomputed_s"] / row["token_cached_s"]
         row["block_speedup"] = row["block_recomputed_s"] / row["block_cached_s"]
-        print(f"{n:5d} positions: tokens only {row['tokens_only_speedup']:.1f}x; token head {row['token_cached_s']:.2f}s cached vs {row['token_recomputed_s']:.2f}s "
+        print(f"{n:5d} positions: tokens only {row['tokens_only_speedup']:.1f}x; "
+              f"token head {row['token_cached_s']:.2f}s cached vs {row['token_recomputed_s']:.2f}s "
               f"({row['token_speedup']:.1f}x); block-wise {row['block_cached_s']:.2f}s vs "
               f"{row['block_recomputed_s']:.2f}s ({row['block_speedup']:.1f}x)", flush=True)
         rows.append(row)

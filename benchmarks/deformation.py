@@ -45,7 +45,6 @@ import torch
 import torch.nn.functional as F
 
 import sciogen
-
 from sciogen.deformation import GridMap, compose, field_metrics, warp
 from sciogen.deformation.fields import fraction_to_voxels, integrate_velocity, resize_field
 from sciogen.deformation.io import normalize_intensity, read_image

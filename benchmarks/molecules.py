@@ -32,16 +32,21 @@ import platform
 import time
 from pathlib import Path
 
-import torch
-
 import numpy as np
+import torch
 
 import sciogen
 from sciogen.molecules import (
-    QM9_PROPERTIES, MoleculeEvaluator, MoleculeSpec, NullModel, load_qm9, molecule_properties, read_qm9_table,
+    QM9_PROPERTIES,
+    MoleculeEvaluator,
+    MoleculeSpec,
+    NullModel,
+    load_qm9,
+    molecule_properties,
+    read_qm9_table,
 )
-from sciogen.molecules.properties import load_property_predictor
 from sciogen.molecules.metrics import sample_smiles, validity_metrics
+from sciogen.molecules.properties import load_property_predictor
 from sciogen.molecules.representation import canonical_smiles
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timeseries import DATA, KEYS, _load  # noqa: E402  (benchmarks/ is the working folder of the scripts)
 
 from sciogen.timeseries import read_gluonts, seasonality
 from sciogen.timeseries.baselines import seasonal_naive
 from sciogen.timeseries.metrics import evaluate
-
-from timeseries import DATA, KEYS, _load  # noqa: E402  (benchmarks/ is the working folder of the scripts)
 
 OUT = Path(__file__).parent / "results" / "timeseries_long.json"
 

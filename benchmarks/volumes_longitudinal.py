@@ -38,8 +38,8 @@ def main() -> None:
     from sciogen.registry import load_run_config
     from sciogen.train.checkpoint import latest_checkpoint
     from sciogen.volumes import psnr
-    from sciogen.volumes.training import training_volumes
     from sciogen.volumes.longitudinal import LongitudinalVolumeGenerator, synthetic_longitudinal
+    from sciogen.volumes.training import training_volumes
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=4, help="samples per prediction")

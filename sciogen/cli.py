@@ -153,9 +153,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace, rest: list[str], parser: argparse.ArgumentParser) -> int:
+    from sciogen.data.output import check_destination, write_atomically
     from sciogen.registry import get_domain, read_checkpoint
     from sciogen.train import distributed
-    from sciogen.data.output import check_destination, write_atomically
     from sciogen.train.generator import SamplingInterrupted
 
     sample_parser = parser.sample_parser

@@ -9,8 +9,18 @@ import pytest
 import torch
 
 from sciogen.train.checkpoint import (
-    FORMAT, FORMAT_VERSION, CheckpointError, check_plain, checkpoint_path, export_checkpoint, latest_checkpoint,
-    list_checkpoints, load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint,
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    check_plain,
+    checkpoint_path,
+    export_checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
 )
 
 

@@ -19,7 +19,8 @@ from sciogen.cli import main
 REPO = Path(__file__).resolve().parents[1]
 GMM_YAML = REPO / "domains" / "toy" / "gmm.yaml"
 SMALL = ["--set", "train.steps=30", "--set", "data.num_samples=1000", "--set", "model.hidden=32",
-         "--set", "train.checkpoint_every=10", "--set", "train.log_every=10", "--set", "train.validate_every=0", "--set", "train.progress=false"]
+         "--set", "train.checkpoint_every=10", "--set", "train.log_every=10", "--set", "train.validate_every=0",
+         "--set", "train.progress=false"]
 
 
 

@@ -8,11 +8,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sciogen.config import (
+    ConfigError,
+    apply_overrides,
+    config_to_yaml,
+    from_dict,
+    parse_override,
+    save_config,
+    to_dict,
+)
 from sciogen.registry import UnknownNameError, load_run_config
 from sciogen.toy import ToyConfig, ToyModelConfig
-from sciogen.config import (
-    ConfigError, apply_overrides, config_to_yaml, from_dict, parse_override, save_config, to_dict,
-)
 from sciogen.train.config import DiffusionConfig, SamplingConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ pytest.importorskip("pymatgen")
 
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
+from sciogen.ar import TokenAR  # noqa: E402
 from sciogen.crystals import CrystalConfig, CrystalGenerator, UnknownElementError, read_structures  # noqa: E402
 from sciogen.crystals.config import CrystalDataConfig, CrystalModelConfig, CrystalSamplingConfig  # noqa: E402
-from sciogen.ar import TokenAR  # noqa: E402
 from sciogen.registry import load_run_config  # noqa: E402
 from sciogen.train.config import ConfigError, from_dict  # noqa: E402
 

@@ -15,7 +15,7 @@ pytest.importorskip("pymatgen")
 from pymatgen.core import Lattice, Structure  # noqa: E402
 from pymatgen.io.cif import CifWriter  # noqa: E402
 
-from sciogen.crystals import CrystalConfig, CrystalGenerator, CrystalError  # noqa: E402
+from sciogen.crystals import CrystalConfig, CrystalError, CrystalGenerator  # noqa: E402
 from sciogen.crystals.config import CrystalDataConfig, CrystalModelConfig, CrystalSamplingConfig  # noqa: E402
 from sciogen.crystals.io import read_structures, write_structures  # noqa: E402
 from sciogen.crystals.representation import CrystalTooLargeError, parse_composition  # noqa: E402

@@ -10,8 +10,8 @@ import torch
 
 pytest.importorskip("pymatgen")
 
-from pymatgen.core import Lattice, Structure  # noqa: E402
 from pymatgen.analysis.structure_matcher import StructureMatcher  # noqa: E402
+from pymatgen.core import Lattice, Structure  # noqa: E402
 
 from sciogen.crystals import (  # noqa: E402
     CifParseError,

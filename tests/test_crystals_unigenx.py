@@ -12,7 +12,15 @@ pytest.importorskip("pymatgen")
 from sciogen.ar import SequenceSample  # noqa: E402
 from sciogen.crystals.representation import CrystalSpec, CrystalTensors, to_tensors  # noqa: E402
 from sciogen.crystals.unigenx import (  # noqa: E402
-    BOS, COORD, EOS, NUM, PAD, CrystalTokenizer, build_unigenx, sample_unigenx, unigenx_loss,
+    BOS,
+    COORD,
+    EOS,
+    NUM,
+    PAD,
+    CrystalTokenizer,
+    build_unigenx,
+    sample_unigenx,
+    unigenx_loss,
 )
 
 PEROV_VAL = Path(__file__).resolve().parents[1] / "../shared/datasets/crystals/perov_5/val.csv"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sciogen import data
+from sciogen.config import ConfigError
 from sciogen.data import download as dl
 from sciogen.data.registry import DatasetCard, DatasetFile
-from sciogen.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {"qm9", "moses", "zinc250k", "perov_5", "mp_20", "carbon_24", "exchange_rate_nips", "exchange_rate", "mni152_2009"}

@@ -20,9 +20,8 @@ from sciogen.deformation import (  # noqa: E402
     GridMap,
     evaluate,
 )
-from sciogen.deformation.training import brain_phantom  # noqa: E402
-
 from sciogen.deformation.io import read_field, read_image, write_field, write_image  # noqa: E402
+from sciogen.deformation.training import brain_phantom  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ sitk = pytest.importorskip("SimpleITK")
 import sciogen  # noqa: E402
 from sciogen.data.records import RecordLog  # noqa: E402
 from sciogen.deformation import DeformationConfig, DeformationDataConfig, DeformationGenerator  # noqa: E402
-from sciogen.deformation.training import brain_phantom, load_training_set, match_labels  # noqa: E402
 from sciogen.deformation.metrics import compare_fields  # noqa: E402
+from sciogen.deformation.training import brain_phantom, load_training_set, match_labels  # noqa: E402
 from sciogen.registry import load_run_config, read_checkpoint  # noqa: E402
 from sciogen.train.config import to_dict  # noqa: E402
 

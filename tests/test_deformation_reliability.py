@@ -17,8 +17,9 @@ import torch
 pytest.importorskip("monai")
 nib = pytest.importorskip("nibabel")
 
-import sciogen  # noqa: E402
 from monai.data import MetaTensor  # noqa: E402
+
+import sciogen  # noqa: E402
 from sciogen.data.output import FOLDER  # noqa: E402
 from sciogen.deformation import (  # noqa: E402
     DeformationConfig,
@@ -29,8 +30,8 @@ from sciogen.deformation import (  # noqa: E402
     RandDeformationDiffusion,
     RandDeformationDiffusiond,
 )
-from sciogen.deformation.training import brain_phantom, read_training_image  # noqa: E402
 from sciogen.deformation.io import read_field, read_image, write_field, write_image  # noqa: E402
+from sciogen.deformation.training import brain_phantom, read_training_image  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHIPPED_2D = "deformation/brain-mri-2d"

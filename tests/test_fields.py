@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from sciogen.diffusion import CategoricalProcess, GaussianMixture, GaussianProcess, JointProcess, LinearSchedule, WrappedNormalProcess
+from sciogen.diffusion import (
+    CategoricalProcess,
+    GaussianMixture,
+    GaussianProcess,
+    JointProcess,
+    LinearSchedule,
+    WrappedNormalProcess,
+)
 
 P_DATA = torch.tensor([0.6, 0.1, 0.3])
 GMM = GaussianMixture([[-1.5], [1.5]], [0.3, 0.3], [0.25, 0.75])

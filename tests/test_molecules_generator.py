@@ -11,10 +11,10 @@ pytest.importorskip("torch_geometric")
 import torch  # noqa: E402
 from rdkit import Chem  # noqa: E402
 
+from sciogen.config import from_dict  # noqa: E402
 from sciogen.molecules import ConditionError, MoleculeConfig, MoleculeGenerator, MoleculeSpec, canonical_smiles  # noqa: E402
 from sciogen.molecules.pard import block_class, to_block_tensors  # noqa: E402
 from sciogen.molecules.representation import BOND_ORDERS, from_dense, max_valences  # noqa: E402
-from sciogen.config import from_dict  # noqa: E402
 
 SMILES = ["CC(=O)NC1CC1", "OCC#N", "C1=CC=CN=C1", "CC(C)(C)O", "O=C1C=CC(=O)N1", "C[NH3+]", "CC1(C)OC1C#C",
           "CCOC(C)=O", "N#CC1CCC1", "CC1=CC=CO1", "OC1CCOC1", "CC(N)C#N"]

@@ -11,12 +11,17 @@ pytest.importorskip("torch_geometric")
 
 from torch_geometric.data import Batch  # noqa: E402
 
+from sciogen.config import ConfigError, from_dict  # noqa: E402
 from sciogen.molecules import UnknownAtomTypeError  # noqa: E402
 from sciogen.molecules.properties import (  # noqa: E402
-    PropertyModelConfig, PropertyNet, PropertyPredictor, PropertyRunConfig, featurize, load_property_predictor,
+    PropertyModelConfig,
+    PropertyNet,
+    PropertyPredictor,
+    PropertyRunConfig,
+    featurize,
+    load_property_predictor,
     train_property_predictor,
 )
-from sciogen.config import ConfigError, from_dict  # noqa: E402
 
 ELEMENTS = ("C", "N", "O", "F")
 

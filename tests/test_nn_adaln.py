@@ -7,7 +7,6 @@ from sciogen.diffusion import GaussianProcess, sample
 from sciogen.nn.adaln import AdaLNMLP, AdaLNResBlock, modulate
 
 
-
 def _perturb(module, scale=0.2, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

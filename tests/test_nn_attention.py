@@ -6,7 +6,6 @@ import torch
 from sciogen.nn.attention import KVCache, LayerKV, SelfAttention, causal_mask
 
 
-
 def _attn(seed=0):
     torch.manual_seed(seed)
     return SelfAttention(16, 4).double().eval()

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 import sciogen
+from sciogen.config import ConfigError
 from sciogen.data.records import RecordLog, expand_paths
 from sciogen.recipes import load_recipe, merge, recipe_names, recipe_text, resolve_recipe
 from sciogen.registry import domains, load_run_config
-from sciogen.config import ConfigError
 
 from .helpers import run_sciogen
 

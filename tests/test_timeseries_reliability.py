@@ -14,8 +14,8 @@ import torch
 
 from sciogen.cli import main
 from sciogen.timeseries import Series, TimeSeriesGenerator
-from sciogen.timeseries.config import TimeSeriesConfig, TSDataConfig, TSGuidanceConfig, TSModelConfig
 from sciogen.timeseries import io as ts_io
+from sciogen.timeseries.config import TimeSeriesConfig, TSDataConfig, TSGuidanceConfig, TSModelConfig
 from sciogen.timeseries.io import read_forecast, write_forecast, write_truth
 
 CONTEXT, HORIZON = 24, 6

@@ -14,7 +14,13 @@ from sciogen.diffusion import GaussianProcess
 from sciogen.toy import MLPDenoiser
 from sciogen.train import EMA, ShardedBatchSampler, TrainConfig, Trainer, TrainingInterrupted
 from sciogen.train.checkpoint import (
-    FORMAT, FORMAT_VERSION, CheckpointError, list_checkpoints, load_checkpoint, record_stages, save_checkpoint,
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    record_stages,
+    save_checkpoint,
 )
 from sciogen.train.metrics import read_metrics
 from sciogen.train.optim import lr_factor

@@ -16,8 +16,6 @@ sitk = pytest.importorskip("SimpleITK")
 
 from monai.data import MetaTensor, list_data_collate  # noqa: E402
 
-from .helpers import write_dicom_series  # noqa: E402
-from sciogen.volumes.training import axcodes_affine  # noqa: E402
 from sciogen.volumes.datasets import (  # noqa: E402
     LoadVolumed,
     VolumeDataset,
@@ -34,6 +32,9 @@ from sciogen.volumes.io import (  # noqa: E402
     VolumeNotFoundError,
     write_volume,
 )
+from sciogen.volumes.training import axcodes_affine  # noqa: E402
+
+from .helpers import write_dicom_series  # noqa: E402
 
 SHARED_VOLUMES = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "volumes"
 SHAPE = (20, 18, 16)

@@ -4,7 +4,6 @@ geometry kept, metrics, MONAI transforms in a multi-worker pipeline, the CLI."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,8 +29,8 @@ from sciogen.volumes import (  # noqa: E402
     read_volume,
     write_volume,
 )
-from sciogen.volumes.training import augment_batch, training_volumes  # noqa: E402
 from sciogen.volumes.metrics import histogram_w1, mmd  # noqa: E402
+from sciogen.volumes.training import augment_batch, training_volumes  # noqa: E402
 
 SHAPE = (16, 16, 16)
 

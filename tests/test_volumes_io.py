@@ -16,7 +16,6 @@ sitk = pytest.importorskip("SimpleITK")
 
 from monai.data import MetaTensor  # noqa: E402
 
-from .helpers import write_dicom_series  # noqa: E402
 from sciogen.volumes.io import (  # noqa: E402
     GeometryMismatchError,
     IntensityNormalization,
@@ -29,6 +28,8 @@ from sciogen.volumes.io import (  # noqa: E402
     read_volume,
     write_volume,
 )
+
+from .helpers import write_dicom_series  # noqa: E402
 
 SHARED_VOLUMES = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "volumes"
 SHAPE = (8, 9, 10)

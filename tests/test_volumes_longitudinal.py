@@ -15,7 +15,6 @@ pytest.importorskip("nibabel")
 from sciogen.registry import get_domain, load_run_config  # noqa: E402
 from sciogen.train.config import ConfigError  # noqa: E402
 from sciogen.train.seeding import make_generator  # noqa: E402
-from sciogen.volumes.training import training_volumes  # noqa: E402
 from sciogen.volumes.io import write_volume  # noqa: E402
 from sciogen.volumes.longitudinal import (  # noqa: E402
     HistoryError,
@@ -29,6 +28,7 @@ from sciogen.volumes.longitudinal import (  # noqa: E402
     subject_on_grid,
     synthetic_longitudinal,
 )
+from sciogen.volumes.training import training_volumes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (16, 16, 16)

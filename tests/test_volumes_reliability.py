@@ -264,8 +264,7 @@ def test_transform_refuses_nan_and_complex_images_before_any_network_work(gen):
 
 @pytest.fixture(scope="module")
 def longitudinal():
-    from sciogen.volumes import (LongitudinalConfig, LongitudinalDataConfig, LongitudinalModelConfig,
-                                 LongitudinalVolumeGenerator)
+    from sciogen.volumes import LongitudinalConfig, LongitudinalDataConfig, LongitudinalModelConfig, LongitudinalVolumeGenerator
 
     model = LongitudinalModelConfig(channels=[8, 8, 16], attention_levels=[False, False, False], context_dim=16,
                                     encoder_channels=[8, 8, 8], heads=2, depth=1, queries=2, tokens=2)

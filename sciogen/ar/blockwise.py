@@ -29,8 +29,16 @@ from typing import Callable, Literal, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..diffusion import PREDICTIONS, SCHEDULES, CategoricalProcess, GaussianProcess, JointProcess, sample
-from ..diffusion import WrappedNormalProcess, stratified_times
+from ..diffusion import (
+    PREDICTIONS,
+    SCHEDULES,
+    CategoricalProcess,
+    GaussianProcess,
+    JointProcess,
+    WrappedNormalProcess,
+    sample,
+    stratified_times,
+)
 from ..diffusion.categorical import TRANSITIONS
 from ..diffusion.gaussian import LOSS_WEIGHTINGS
 from ..nn.attention import KVCache

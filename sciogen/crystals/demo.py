@@ -22,7 +22,6 @@ NAME = "crystals/perov5"
 def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     """Run the demo, write its files to ``out_dir`` and return the result rows."""
     from sciogen import registry
-
     from sciogen.data.output import write_atomically
 
     from .datasets import load_cdvae

@@ -31,12 +31,19 @@ from sciogen.train.checks import finite_number, optional_positive_int, positive_
 from sciogen.train.generator import Generator
 
 from .config import CrystalConfig
-from .datasets import (DEFAULT_MAX_ATOMS, STRUCTURES_PREFIX, crystal_tensors, load_cdvae, load_crystals, read_own_crystals,
-                       usable_tensors)
+from .datasets import (
+    DEFAULT_MAX_ATOMS,
+    STRUCTURES_PREFIX,
+    crystal_tensors,
+    load_cdvae,
+    load_crystals,
+    read_own_crystals,
+    usable_tensors,
+)
 from .diffcsp import CrystalProcesses, crystal_loss, sample_crystals
 from .io import OUTPUT_SUFFIXES, read_samples, write_structures
 from .network import CSPNet, CSPNetConfig
-from .representation import CrystalSpec, UnknownElementError, CrystalTensors, from_tensors, parse_composition
+from .representation import CrystalSpec, CrystalTensors, UnknownElementError, from_tensors, parse_composition
 from .unigenx import CrystalTokenizer, build_unigenx, sample_unigenx, unigenx_loss
 
 __all__ = ["CrystalGenerator"]
@@ -265,7 +272,8 @@ class CrystalGenerator(Generator):
     def add_sample_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--composition", help="cell composition for structure prediction, e.g. SrTiO3 (default: de novo)")
         parser.add_argument("--corrector-steps", dest="corrector_steps", type=int, help="Langevin corrector steps per step")
-        parser.add_argument("--step-lr", dest="step_lr", type=float, help="corrector step size (default: the model's; DiffCSP on Perov-5: 5e-7 CSP, 1e-6 de novo)")
+        parser.add_argument("--step-lr", dest="step_lr", type=float,
+                            help="corrector step size (default: the model's; DiffCSP on Perov-5: 5e-7 CSP, 1e-6 de novo)")
         parser.add_argument("--temperature", type=float, help="UniGenX models: scale of each number's starting noise")
         parser.add_argument("--guidance", type=float,
                             help="classifier-free guidance scale of --condition (default: the model's, 1 = none)")

@@ -72,7 +72,7 @@ class ConditionEmbedding(nn.Module):
 
 
 def fourier_features(d: torch.Tensor, frequencies: int) -> torch.Tensor:
-    """sin / cos(2 pi k d) for k = 0 .. frequencies-1 of fractional displacements.
+    """Sin / cos(2 pi k d) for k = 0 .. frequencies-1 of fractional displacements.
 
     Shapes: d (..., 3) -> (..., 6 * frequencies). Periodic in every coordinate.
     """

@@ -1,6 +1,6 @@
 """Pictures of crystals: the unit cell with its atoms (matplotlib, no extra dependency).
 
-    >>> fig = plot_structures(structures[:6], titles=[s.composition.reduced_formula for s in structures[:6]])  # doctest: +SKIP
+>>> fig = plot_structures(structures[:6], titles=[s.composition.reduced_formula for s in structures[:6]])  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -37,7 +37,15 @@ from typing import Callable
 
 import torch
 
-from .fields import compose, fraction_to_voxels, integrate_velocity, jacobian_determinant, multiscale_noise, voxels_to_fraction, warp
+from .fields import (
+    compose,
+    fraction_to_voxels,
+    integrate_velocity,
+    jacobian_determinant,
+    multiscale_noise,
+    voxels_to_fraction,
+    warp,
+)
 
 __all__ = ["DeformationProcess", "recovery_times"]
 

@@ -24,31 +24,41 @@
 RDKit and torch-geometric are imported only inside this package.
 """
 
-from .config import MoleculeConfig
-from .generator import ConditionError, MoleculeGenerator, molecule_properties
-from .network import PARDNet, PARDNetConfig
-from .pard import MoleculeTensors, pard_loss, sample_graphs, to_block_tensors
 from .blocks import Blocks, block_decomposition, order_by_blocks, peel_blocks
-from .datasets import MoleculeDataset, QM9_PROPERTIES, from_smiles, load_moses, load_qm9, load_zinc250k, qm9_split, read_qm9_table
-from .io import (MoleculeRecords, Skipped, read_csv, read_molecules, read_parquet, read_sdf, read_smiles, write_molecules,
-                 write_sdf, write_smiles)
-from .own_data import read_own_molecules
+from .config import MoleculeConfig
+from .datasets import QM9_PROPERTIES, MoleculeDataset, from_smiles, load_moses, load_qm9, load_zinc250k, qm9_split, read_qm9_table
+from .generator import ConditionError, MoleculeGenerator, molecule_properties
+from .io import (
+                 MoleculeRecords,
+                 Skipped,
+                 read_csv,
+                 read_molecules,
+                 read_parquet,
+                 read_sdf,
+                 read_smiles,
+                 write_molecules,
+                 write_sdf,
+                 write_smiles,
+)
 from .metrics import FCDReference, MoleculeEvaluator, evaluate, fcd, sample_smiles
 from .moses_metrics import MosesReference, load_filters, moses_metrics
+from .network import PARDNet, PARDNetConfig
 from .null_model import NullModel
+from .own_data import read_own_molecules
+from .pard import MoleculeTensors, pard_loss, sample_graphs, to_block_tensors
 from .properties import PropertyPredictor, load_property_predictor
 from .representation import (
-    AtomType,
-    MoleculeError,
-    MoleculeSpec,
-    MoleculeTooLargeError,
-    SmilesParseError,
-    UnknownAtomTypeError,
-    UnrepresentableMoleculeError,
-    UnsupportedBondError,
-    canonical_smiles,
-    from_dense,
-    to_dense,
+                 AtomType,
+                 MoleculeError,
+                 MoleculeSpec,
+                 MoleculeTooLargeError,
+                 SmilesParseError,
+                 UnknownAtomTypeError,
+                 UnrepresentableMoleculeError,
+                 UnsupportedBondError,
+                 canonical_smiles,
+                 from_dense,
+                 to_dense,
 )
 
 __all__ = [

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sciogen.config import ConfigError
-
 from sciogen.train.config import RunConfig, SamplingConfig, TrainConfig
 
 __all__ = ["MoleculeDataConfig", "MoleculeModelConfig", "MoleculeDiffusionConfig", "MoleculeSamplingConfig", "MoleculeConfig",

@@ -290,7 +290,8 @@ def load_moses(
     file = f"{split}.csv.gz"
     folder = _dataset_folder("moses", [file], path, download)
     smiles = _read_smiles_column(folder / file, "SMILES")[:limit]
-    return _build("moses", split, spec or MoleculeSpec.moses(), smiles, list(range(len(smiles))), None, (), on_error, str(folder / file), graphs)
+    return _build("moses", split, spec or MoleculeSpec.moses(), smiles, list(range(len(smiles))), None, (), on_error,
+                  str(folder / file), graphs)
 
 
 ZINC250K_ATOM_TYPES = ("C", "N", "O", "F", "P", "S", "Cl", "Br", "I", "[N+]", "[O-]", "[N-]", "[S-]", "[C-]", "[S+]", "[P+]", "[O+]")

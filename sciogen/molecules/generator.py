@@ -34,15 +34,22 @@ from sciogen.data.cache import content_key
 from sciogen.data.records import RecordLog, expand_paths
 from sciogen.diffusion import CategoricalProcess
 from sciogen.train.checks import finite_number, positive_int
-from sciogen.train.progress import show_progress
 from sciogen.train.generator import Generator
+from sciogen.train.progress import show_progress
 
 from .config import FRAGMENT_CHOICES, RDKIT_CONDITIONS, MoleculeConfig
 from .datasets import QM9_PROPERTIES, MoleculeDataset, load_moses, load_qm9
 from .io import MOLECULE_SUFFIXES, read_molecules, write_molecules
 from .network import PARDNet, PARDNetConfig
-from .own_data import (MIN_MOLECULES, _reason, _smiles_or_none, condition_columns, infer_vocabulary, own_dataset,
-                       read_own_molecules)
+from .own_data import (
+    MIN_MOLECULES,
+    _reason,
+    _smiles_or_none,
+    condition_columns,
+    infer_vocabulary,
+    own_dataset,
+    read_own_molecules,
+)
 from .pard import MoleculeTensors, marginals, pard_loss, sample_graphs, to_block_tensors
 from .representation import MoleculeError, MoleculeSpec, canonical_smiles, from_dense, max_valences
 

@@ -252,7 +252,8 @@ def read_smiles(path: str | Path, *, on_error: OnError = "raise", spec: Molecule
 
 
 def read_csv(
-    path: str | Path, *, column: str | None = None, on_error: OnError = "raise", spec: MoleculeSpec | None = None, delimiter: str | None = None
+    path: str | Path, *, column: str | None = None, on_error: OnError = "raise", spec: MoleculeSpec | None = None,
+    delimiter: str | None = None,
 ) -> MoleculeRecords:
     """A CSV / TSV file with a SMILES column (found by name, or ``column=``).
 

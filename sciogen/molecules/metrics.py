@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from rdkit import Chem, RDConfig
-from rdkit.Chem import Crippen, Descriptors, QED
+from rdkit.Chem import QED, Crippen, Descriptors
 from torch_geometric.data import Batch, Data
 
 from .representation import MoleculeSpec, build_mol

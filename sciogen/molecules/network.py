@@ -211,7 +211,7 @@ class _Layer(nn.Module):
         return e + self.mlp_e(e)
 
     def _pool(self, *parts) -> torch.Tensor:
-        """pair -> node: mean of e_pq over the q that p sees; parts are (e, vis & pair) pairs."""
+        """Pair -> node: mean of e_pq over the q that p sees; parts are (e, vis & pair) pairs."""
         total = sum((e * m[..., None]).sum(2) for e, m in parts)
         count = sum(m.sum(2, keepdim=True) for _, m in parts).clamp_min(1.0)
         return self.pair_to_node(total / count)
@@ -284,7 +284,8 @@ class PARDNet(nn.Module):
         self.pair_kind = nn.Embedding(3, c.edge_dim)  # clean pair, pair with a noisy node, diagonal
         self.time_node = TimeEmbedding(c.node_dim)
         self.time_pair = TimeEmbedding(c.edge_dim)
-        self.cond_embed = nn.Sequential(nn.Linear(2 * c.cond_dim, c.node_dim), nn.SiLU(), nn.Linear(c.node_dim, c.node_dim)) if c.cond_dim else None
+        self.cond_embed = (nn.Sequential(nn.Linear(2 * c.cond_dim, c.node_dim), nn.SiLU(), nn.Linear(c.node_dim, c.node_dim))
+                           if c.cond_dim else None)
         self.layers = nn.ModuleList(_Layer(c) for _ in range(c.layers))
         self.atom_out = nn.Sequential(nn.LayerNorm(c.node_dim), nn.Linear(c.node_dim, c.num_atom_types))
         self.bond_out = nn.Sequential(nn.LayerNorm(c.edge_dim), nn.Linear(c.edge_dim, c.num_bond_types))

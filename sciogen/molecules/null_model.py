@@ -57,8 +57,11 @@ class NullModel:
         sizes = torch.multinomial(self.size_probs.float(), num, replacement=True, generator=generator)
         out: list[Data] = []
         for n in sizes.tolist():
-            x = torch.multinomial(self.atom_probs.float(), n, replacement=True, generator=generator) if n else torch.zeros(0, dtype=torch.long)
-            e = torch.multinomial(self.bond_probs.float(), n * n, replacement=True, generator=generator).view(n, n) if n else torch.zeros(0, 0, dtype=torch.long)
+            if not n:
+                x, e = torch.zeros(0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long)
+            else:
+                x = torch.multinomial(self.atom_probs.float(), n, replacement=True, generator=generator)
+                e = torch.multinomial(self.bond_probs.float(), n * n, replacement=True, generator=generator).view(n, n)
             e = torch.triu(e, diagonal=1)
             out.extend(from_dense(x[None], (e + e.T)[None]))
         return out

@@ -42,8 +42,15 @@ from sciogen.data.records import RecordLog, expand_paths
 from .config import RDKIT_CONDITIONS
 from .datasets import MoleculeDataset
 from .io import MOLECULE_SUFFIXES, _parse, read_molecules
-from .representation import (AtomType, MoleculeError, MoleculeSpec, MoleculeTooLargeError, UnknownAtomTypeError, _prepare,
-                             canonical_smiles)
+from .representation import (
+    AtomType,
+    MoleculeError,
+    MoleculeSpec,
+    MoleculeTooLargeError,
+    UnknownAtomTypeError,
+    _prepare,
+    canonical_smiles,
+)
 
 __all__ = ["OwnMolecules", "read_own_molecules", "infer_vocabulary", "condition_columns", "own_dataset",
            "MIN_MOLECULES", "MAX_ATOMS_CAP", "MISSING_VALUES"]

@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 from torch.nn import functional as F
 from torch_geometric.data import Data
+
 from sciogen.ar.loop import BlockSampler, generate_blocks
 from sciogen.diffusion import CategoricalProcess, JointProcess, stratified_times
 

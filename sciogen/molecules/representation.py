@@ -340,7 +340,8 @@ class MoleculeSpec:
         try:
             rebuilt = self.to_mol(data)
         except MoleculeError as err:
-            raise UnrepresentableMoleculeError(f"does not survive graph -> molecule: {err.reason}", index=index, item=item or _smiles_or_none(mol)) from None
+            raise UnrepresentableMoleculeError(f"does not survive graph -> molecule: {err.reason}", index=index,
+                                               item=item or _smiles_or_none(mol)) from None
         for a, b in zip(mol.GetAtoms(), rebuilt.GetAtoms()):
             if a.GetTotalNumHs() != b.GetTotalNumHs() or a.GetNumRadicalElectrons() != b.GetNumRadicalElectrons():
                 raise UnrepresentableMoleculeError(

@@ -39,9 +39,9 @@ def load_shipped(device: str = "cpu"):
 def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     """Run the demo, write its files to ``out_dir`` and return the result rows."""
     from .baselines import seasonal_naive
-    from .representation import seasonality
     from .io import write_forecast, write_truth
     from .metrics import evaluate
+    from .representation import seasonality
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -35,15 +35,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed
-from .checks import optional_positive_int, positive_int
-from .progress import show_progress
-from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from sciogen.config import ConfigError, apply_overrides, from_dict, to_dict
 from sciogen.data.records import RecordLog
 
-from sciogen.config import ConfigError, apply_overrides, from_dict, to_dict
-
+from . import distributed
+from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .checks import optional_positive_int, positive_int
 from .config import RunConfig, SamplingConfig
+from .progress import show_progress
 from .seeding import derive_seed, make_generator
 from .trainer import Trainer, ValidateFn
 

@@ -39,19 +39,28 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
+from sciogen.config import to_dict
+
 from . import distributed
 from .batches import ShardedBatchSampler
 from .checkpoint import (
-    FORMAT, FORMAT_VERSION, CheckpointError, checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
-    prune_checkpoints, resolve_checkpoint, save_checkpoint,
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
 )
-from .lock import RunLock
-from .progress import show_progress
-from sciogen.config import to_dict
 from .config import TrainConfig
 from .ema import EMA
+from .lock import RunLock
 from .metrics import MetricsLogger
 from .optim import build_optimizer, build_scheduler
+from .progress import show_progress
 from .seeding import derive_seed, get_rng_state, make_generator, seed_everything, set_rng_state
 
 __all__ = ["Trainer", "TrainingInterrupted", "LossFn", "ValidateFn", "resolve_precision"]

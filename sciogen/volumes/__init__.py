@@ -37,7 +37,8 @@ _INTEROP = ("schedule_from_monai", "MonaiUNetModel", "sample_monai", "timestep_g
 _PARTS = {
     "VolumeGenerator": "generator",
     "VolumeConfig": "config", "VolumeDataConfig": "config", "VolumeModelConfig": "config",
-    "VolumeConditionConfig": "config", "VolumeLatentConfig": "config", "LatentDiffusion": "latent", "ConditionalUNet": "conditioning", "degrade": "conditioning",
+    "VolumeConditionConfig": "config", "VolumeLatentConfig": "config", "LatentDiffusion": "latent",
+    "ConditionalUNet": "conditioning", "degrade": "conditioning",
     "VolumeProcessConfig": "config", "VolumeSamplingConfig": "config",
     "volume_records": "datasets", "volume_transforms": "datasets", "LoadVolumed": "datasets",
     "VolumeDataset": "datasets", "VolumeDatasetError": "datasets",

@@ -33,10 +33,10 @@ def run_demo(out_dir: str | Path, quick: bool = False) -> list[dict[str, Any]]:
     """Sample and augment with the shipped model; write files to ``out_dir``; return rows."""
     from sciogen.registry import available, load
 
-    from .training import load_volume
     from .generator import VolumeGenerator
     from .metrics import evaluate
     from .plots import plot_volumes
+    from .training import load_volume
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

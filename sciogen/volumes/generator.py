@@ -56,8 +56,7 @@ from .io import VolumeError, read_volume, write_volume
 from .latent import LatentDiffusion, autoencoder_loss
 from .metrics import evaluate
 from .monai_interop import schedule_from_monai
-from .training import (augment_batch, load_volume, records_on_grid, registry_file, resolve_files, training_volumes,
-                       unusable_reason)
+from .training import augment_batch, load_volume, records_on_grid, registry_file, resolve_files, training_volumes, unusable_reason
 
 __all__ = ["VolumeGenerator"]
 

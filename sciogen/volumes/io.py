@@ -32,9 +32,22 @@ from monai.data.utils import orientation_ras_lps
 from monai.utils import MetaKeys, SpaceKeys
 
 from sciogen.imaging.grid import IntensityNormalization
-from sciogen.imaging.io import (ITK_SUFFIXES, NIFTI_SUFFIXES, GeometryMismatchError, ImageError, ImageNotFoundError,
-                                NotA3DVolumeError, SimpleITKReader, SingularAffineError, UnreadableImageError,
-                                UnsupportedFormatError, check_affine, check_same_geometry, file_suffix, read_image)
+from sciogen.imaging.io import (
+    ITK_SUFFIXES,
+    NIFTI_SUFFIXES,
+    GeometryMismatchError,
+    ImageError,
+    ImageNotFoundError,
+    NotA3DVolumeError,
+    SimpleITKReader,
+    SingularAffineError,
+    UnreadableImageError,
+    UnsupportedFormatError,
+    check_affine,
+    check_same_geometry,
+    file_suffix,
+    read_image,
+)
 
 __all__ = [
     "read_volume",

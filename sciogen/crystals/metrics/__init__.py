@@ -15,11 +15,30 @@ from pymatgen.core.structure_matcher import StructureMatcher
 
 from sciogen.config import check_choice
 
-from .distribution import (_densities, _novel_flags, _num_elements, _unique_count, _wdist, novelty, uniqueness,
-                           wasserstein_density, wasserstein_num_elements)
+from .distribution import (
+    _densities,
+    _novel_flags,
+    _num_elements,
+    _unique_count,
+    _wdist,
+    novelty,
+    uniqueness,
+    wasserstein_density,
+    wasserstein_num_elements,
+)
 from .matching import ValidFilter, _nested, match_rate_and_rmse
-from .validity import (Assessment, CrystalRecord, OxidationStates, _assess_all, _constructed, _fractions, assess,
-                       smact_validity, structure_validity, validity)
+from .validity import (
+    Assessment,
+    CrystalRecord,
+    OxidationStates,
+    _assess_all,
+    _constructed,
+    _fractions,
+    assess,
+    smact_validity,
+    structure_validity,
+    validity,
+)
 
 __all__ = [
     "CrystalRecord",
@@ -73,7 +92,7 @@ def evaluate(
         Generation: draw ``n_samples`` valid crystals without replacement (CDVAE draws
         1000) for the Wasserstein distances; too few valid crystals raise, as in CDVAE.
 
-    Returns
+    Returns:
     -------
     dict
         CSP: ``match_rate``, ``rmse``, ``n``. Generation: ``structural_validity``,

@@ -89,7 +89,7 @@ def match_rate_and_rmse(
     processes : int, optional
         Worker processes for the matching; None or 1 runs in this process.
 
-    Returns
+    Returns:
     -------
     dict
         ``match_rate`` in [0, 1], ``rmse`` (NaN when nothing matched) and ``n``, the

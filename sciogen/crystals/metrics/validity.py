@@ -194,7 +194,7 @@ def structure_validity(structure: Structure | CrystalRecord, cutoff: float = 0.5
         Minimum distance between distinct sites, Å (periodic minimum image, as pymatgen's
         ``Structure.distance_matrix``; a site's distance to its own images is not checked).
 
-    Returns
+    Returns:
     -------
     bool
     """
@@ -301,7 +301,7 @@ def smact_validity(
         DiffCSP declares a composition invalid when the number of oxidation-state
         combinations exceeds this (1e7); None checks them all, as CDVAE.
 
-    Returns
+    Returns:
     -------
     bool
     """
@@ -368,7 +368,7 @@ def validity(
 ) -> dict[str, float]:
     """CDVAE ``GenEval.get_validity``: fractions of ALL crystals that are valid.
 
-    Returns
+    Returns:
     -------
     dict
         ``structural``, ``compositional`` and ``overall`` (both), each in [0, 1].

@@ -45,8 +45,16 @@ from ..metrics import evaluate, paired_error
 from ..monai_interop import MonaiUNetModel, schedule_from_monai, timestep_grid
 from ..training import augment_batch, load_volume, training_volumes
 from .config import LongitudinalConfig
-from .data import (HistoryError, LongitudinalSet, Subjects, check_times, latest_earlier, previous_visit,
-                   subject_on_grid, synthetic_longitudinal)
+from .data import (
+    HistoryError,
+    LongitudinalSet,
+    Subjects,
+    check_times,
+    latest_earlier,
+    previous_visit,
+    subject_on_grid,
+    synthetic_longitudinal,
+)
 from .network import LongitudinalUNet, SequenceConditioner
 
 __all__ = ["LongitudinalVolumeGenerator"]
