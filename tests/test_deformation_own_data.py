@@ -218,8 +218,11 @@ def test_the_thin_references_give_the_shipped_models_config(recipe, model):
         pytest.skip("shipped model not in this checkout")
     shipped = read_checkpoint(f"deformation/{model}")[0]["config"]
     config = to_dict(load_run_config(REPO / "domains" / "deformation" / f"{recipe}.yaml"))
+    assert shipped["data"]["root"] is None  # the shipped file names the registry's copy, not a checkout's path
     for section in ("data", "model", "process", "sampling"):
         expected = {"stem": 1, **shipped[section]} if section == "model" else {"labels": None, **shipped[section]}
+        if section == "data":  # the thin reference adds the developers' data root, nothing else
+            expected["root"] = config["data"]["root"]
         assert config[section] == (expected if section in ("data", "model") else shipped[section]), section
     shown = ("run_dir", "progress")  # where a run writes and whether it draws bars: not the recipe
     assert {k: config["train"][k] for k in shipped["train"] if k not in shown} == \

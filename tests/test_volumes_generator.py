@@ -268,7 +268,10 @@ def test_shipped_model_samples_brains(shared_datasets):
         pytest.skip("volumes/brain-mri is not shipped in this checkout")
     gen = sciogen.load("volumes/brain-mri", device="cpu")
     samples = gen.sample(2, steps=10, seed=0)
+    assert gen.config.data.root is None  # shipped: the registry's copy, no checkout path
+    gen.config.data.root = str(shared_datasets / "volumes")  # the developers' copy of the training volumes
     reference = gen.reference_data()
+    assert reference is not None
     scores = evaluate(samples, reference)
     # a trained model makes head-like volumes: far closer to a real brain than noise is
     noise = evaluate([torch.randn_like(samples[0].as_tensor()).clamp(-1, 1)], reference)
