@@ -9,8 +9,10 @@ the last one (MAR: 50 -> 5, "linear").
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
+
+from sciogen.config import to_dict
 
 __all__ = ["StepAnnealing", "ANNEALING_KINDS", "resolve_steps"]
 
@@ -53,7 +55,7 @@ class StepAnnealing:
         return max(1, int(round(value)))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_dict(self)
 
 
 def resolve_steps(steps: int | StepAnnealing, index: int, count: int) -> int:

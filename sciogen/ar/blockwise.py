@@ -23,11 +23,13 @@ Field layout: gaussian / torus fields (B, N, dim) float, categorical fields (B, 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from sciogen.config import from_dict, to_dict
 
 from ..diffusion import (
     PREDICTIONS,
@@ -150,11 +152,11 @@ class BlockARConfig:
         return out
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "BlockARConfig":
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 @dataclass

@@ -30,12 +30,14 @@ Data layout (the domain tokeniser provides it):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from sciogen.config import from_dict, to_dict
 
 from ..config import check_choice
 from ..diffusion import PREDICTIONS, SCHEDULES, GaussianProcess, sample
@@ -103,11 +105,11 @@ class TokenARConfig:
         return TransformerConfig(self.dim, self.depth, self.heads, self.mlp_ratio, self.dropout, cond_dim=None)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TokenARConfig":
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 @dataclass

@@ -7,9 +7,11 @@ diffusion time through AdaLN (DiT-style, Peebles & Xie 2023).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import nn
+
+from sciogen.config import to_dict
 
 from ..nn.adaln import AdaLNModulation, modulate
 from ..nn.attention import KVCache, SelfAttention
@@ -45,7 +47,7 @@ class TransformerConfig:
             raise ValueError(f"depth must be >= 1, got {self.depth}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_dict(self)
 
 
 class TransformerBlock(nn.Module):
