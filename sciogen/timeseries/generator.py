@@ -29,14 +29,13 @@ from sciogen.train.checks import finite_array, finite_number, optional_positive_
 from sciogen.train.generator import Generator
 
 from .config import TimeSeriesConfig
-from .representation import (Series, SeriesTooShortError, default_prediction_length, from_pandas, lags_for_freq,
-                   normalize_freq)
 from .datasets import load_registered
-from .tables import SeriesData, read_series
 from .features import WindowDataset, context_stats, make_state
 from .forecast import check_finite, check_stats, forecast_samples, guided_sample, unnormalize
 from .io import ForecastPaths
 from .network import TSDiffDenoiser
+from .representation import Series, SeriesTooShortError, default_prediction_length, from_pandas, lags_for_freq, normalize_freq
+from .tables import SeriesData, read_series
 
 __all__ = ["TimeSeriesGenerator"]
 
@@ -554,8 +553,8 @@ class TimeSeriesGenerator(Generator):
         series. Each candidate overrides guidance options, e.g. ``{"scale": 0.5}`` or
         ``{"solver": "ddpm", "steps": 100, "scale": 1.0, "replace": True}``; the best one
         is written into ``config.guidance``. Returns ``[(candidate, CRPS), ...]``."""
-        from .representation import rolling_windows
         from .metrics import evaluate, split_test_set
+        from .representation import rolling_windows
 
         windows, num_samples = positive_int("windows", windows), positive_int("num_samples", num_samples)
         if not candidates:
@@ -674,8 +673,8 @@ def _reference_series(reference: Any, download: bool) -> tuple[list[Series], lis
 
 def _run_data(path: Path) -> tuple[list[Series], list[Series], int | None]:
     """The training series of a run folder or checkpoint, read as its config says."""
-    from sciogen.train.checkpoint import load_checkpoint, resolve_checkpoint
     from sciogen.config import from_dict
+    from sciogen.train.checkpoint import load_checkpoint, resolve_checkpoint
 
     config = from_dict(TimeSeriesConfig, load_checkpoint(resolve_checkpoint(path))["config"])
     d = config.data
