@@ -123,7 +123,8 @@ def _sample_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", help="output file (its suffix picks the format) or folder (one file per sample)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--steps", type=int, help="solver steps (default: the model's config)")
-    p.add_argument("--solver", help="ddpm, ddim, dpm++2m, dpm++3m, heun or euler-maruyama")
+    p.add_argument("--solver", help="unipc, dpm++2m, dpm++3m, ddim, ddpm, euler, heun or euler-maruyama for the Gaussian "
+                   "domains; the model's domain may accept others (default: the model's config)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int, help="samples per chunk")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda:0, ...")

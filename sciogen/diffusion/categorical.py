@@ -27,8 +27,8 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
-from .common import masked_mean, stratified_times
 from .parametrization import expand_time
+from .times import masked_mean, stratified_times
 
 __all__ = [
     "CategoricalProcess",

@@ -6,7 +6,7 @@ same contract. Conversions go through :mod:`.parametrization`.
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable, Literal, Mapping
 
 import torch
 
@@ -22,6 +22,7 @@ def classifier_free(model: Callable, scale: float, null_cond: dict | None = None
     ``c = model(x, t, **cond)``, ``u = model(x, t, **null_cond)``; ``null_cond`` defaults to
     every condition set to ``None`` (the model must then drop it, as when trained with
     condition dropout). ``scale = 1`` is the plain conditional model, ``0`` the unconditional.
+    A model of several named fields (returning a dict) is guided field by field.
     """
 
     def guided(x_t, t, **cond):
@@ -31,16 +32,22 @@ def classifier_free(model: Callable, scale: float, null_cond: dict | None = None
         uncond = dict(cond)
         uncond.update({k: None for k in cond} if null_cond is None else null_cond)
         u = model(x_t, t, **uncond)
+        if isinstance(c, Mapping):
+            return {name: u[name] + scale * (c[name] - u[name]) for name in c}
         return u + scale * (c - u)
 
     return guided
 
 
-def _coefficients(schedule: Schedule, t: torch.Tensor, x: torch.Tensor):
+def _coefficients(schedule: Schedule, t: torch.Tensor, x: torch.Tensor, prediction: str) -> tuple[torch.Tensor, ...]:
+    """(alpha, sigma) at t, broadcast against x, followed by the schedule's derivatives
+    (d alpha / dt, d sigma / dt) when the model predicts the flow velocity."""
+    t = t if torch.is_tensor(t) else torch.tensor(t)
     t64 = t.double()
-    alpha = expand_time(schedule.alpha(t64), x).to(x.dtype)
-    sigma = expand_time(schedule.sigma(t64), x).to(x.dtype)
-    return alpha, sigma
+    columns = [schedule.alpha(t64), schedule.sigma(t64)]
+    if prediction == "flow":
+        columns += list(schedule.derivatives(t64))
+    return tuple(expand_time(c, x).to(x.dtype) for c in columns)
 
 
 def inpaint(
@@ -59,16 +66,16 @@ def inpaint(
     where ``known`` holds observed values. Shapes: known, mask broadcastable to x_t.
     """
     schedule = make_schedule(schedule)
-    check_prediction(prediction)
+    check_prediction(prediction, schedule)
     mask = mask.bool()
 
     def guided(x_t, t, **cond):
-        alpha, sigma = _coefficients(schedule, t, x_t)
+        alpha, sigma, *derivatives = _coefficients(schedule, t, x_t, prediction)
         noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
         x_in = torch.where(mask, alpha * known.to(x_t.dtype) + sigma * noise, x_t)
-        x0 = to_x0(model(x_in, t, **cond), x_in, alpha, sigma, prediction)
+        x0 = to_x0(model(x_in, t, **cond), x_in, alpha, sigma, prediction, *derivatives)
         x0 = torch.where(mask, known.to(x0.dtype), x0)
-        return from_x0(x0, x_t, alpha, sigma, prediction)
+        return from_x0(x0, x_t, alpha, sigma, prediction, *derivatives)
 
     return guided
 
@@ -96,25 +103,25 @@ def observation_guidance(
     The model is differentiated, so it must be differentiable in x_t.
     """
     schedule = make_schedule(schedule)
-    check_prediction(prediction)
+    check_prediction(prediction, schedule)
     if loss not in ("mse", "quantile"):
         raise ValueError(f"unknown guidance loss {loss!r}; allowed: mse, quantile")
     mask_f = mask.float()
 
     def guided(x_t, t, **cond):
-        alpha, sigma = _coefficients(schedule, t, x_t)
+        alpha, sigma, *derivatives = _coefficients(schedule, t, x_t, prediction)
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
             pred = model(x, t, **cond)
-            x0 = to_x0(pred, x, alpha, sigma, prediction)
+            x0 = to_x0(pred, x, alpha, sigma, prediction, *derivatives)
             diff = observed.to(x0.dtype) - x0
             if loss == "mse":
                 err = diff**2
             else:
                 err = torch.maximum(quantile * diff, (quantile - 1.0) * diff)
             (grad,) = torch.autograd.grad((err * mask_f).sum(), x)
-        eps = to_eps(pred.detach(), x_t, alpha, sigma, prediction) + scale * sigma * grad
-        return convert(eps, x_t, alpha, sigma, "eps", prediction)
+        eps = to_eps(pred.detach(), x_t, alpha, sigma, prediction, *derivatives) + scale * sigma * grad
+        return convert(eps, x_t, alpha, sigma, "eps", prediction, *derivatives)
 
     return guided
 

@@ -1,6 +1,6 @@
 """A Gaussian mixture with its exact diffusion denoiser: the core's ground truth.
 
-For data ``x0 ~ sum_k w_k N(mu_k, S_k)`` and ``x_t = alpha x0 + sigma eps``,
+For data ``x0 ~ sum_k w_k N(mu_k, S_k)`` and ``x_t = alpha x0 + sigma eps`` (any schedule),
 
     p(x_t)        = sum_k w_k N(alpha mu_k, alpha^2 S_k + sigma^2 I)
     E[x0 | x_t]   = sum_k r_k(x_t) [mu_k + alpha S_k C_k^{-1} (x_t - alpha mu_k)],
@@ -66,7 +66,7 @@ class GaussianMixture:
         return torch.einsum("k,kij->ij", self.weights, self.covs) + torch.einsum("k,ki,kj->ij", self.weights, diff, diff)
 
     def sample(self, n: int, generator: torch.Generator | None = None, return_components: bool = False):
-        """n draws, float64 of shape (n, D) (and the component index of each draw)."""
+        """Draw n samples, float64 of shape (n, D) (and the component index of each draw)."""
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         chol = torch.linalg.cholesky(self.covs)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
@@ -81,11 +81,11 @@ class GaussianMixture:
         return mean, cov
 
     def log_prob_noisy(self, x_t: torch.Tensor, alpha, sigma) -> torch.Tensor:
-        """log p_t(x_t) of the noised mixture. Shapes: x_t (B, D), alpha/sigma (B,) -> (B,)."""
+        """Log p_t(x_t) of the noised mixture. Shapes: x_t (B, D), alpha/sigma (B,) -> (B,)."""
         return torch.logsumexp(self._component_log_probs(x_t.double(), alpha, sigma), dim=1)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log density of the clean mixture. Shapes: (B, D) -> (B,)."""
+        """Log density of the clean mixture. Shapes: (B, D) -> (B,)."""
         b = x.shape[0]
         return self.log_prob_noisy(x, torch.ones(b, dtype=torch.float64), torch.zeros(b, dtype=torch.float64))
 
@@ -115,13 +115,14 @@ class GaussianMixture:
         Shapes: x_t (B, D), t (B,) -> (B, D), in x_t's dtype.
         """
         schedule = make_schedule(schedule)
-        check_prediction(prediction)
+        check_prediction(prediction, schedule)
 
         def model(x_t: torch.Tensor, t: torch.Tensor, **_) -> torch.Tensor:
             t = torch.as_tensor(t, dtype=torch.float64).expand(x_t.shape[0])
             alpha, sigma = schedule.alpha(t), schedule.sigma(t)
             x0 = self.posterior_mean(x_t, alpha, sigma)
-            pred = from_x0(x0, x_t.double(), alpha[:, None], sigma[:, None], prediction)
+            derivatives = [d[:, None] for d in schedule.derivatives(t)] if prediction == "flow" else []
+            pred = from_x0(x0, x_t.double(), alpha[:, None], sigma[:, None], prediction, *derivatives)
             return pred.to(x_t.dtype)
 
         return model

@@ -15,17 +15,16 @@ from .parametrization import check_prediction, to_x0
 from .schedules import Schedule, make_schedule
 from .solvers import SOLVERS
 
-__all__ = ["sample", "time_grid", "make_denoiser", "GRIDS", "DEFAULT_GRID"]
+__all__ = ["sample", "time_grid", "default_grid", "make_denoiser", "GRIDS"]
 
 GRIDS = ("uniform", "logsnr", "karras")
-DEFAULT_GRID = {
-    "ddpm": "uniform",
-    "ddim": "uniform",
-    "dpm++2m": "logsnr",
-    "dpm++3m": "logsnr",
-    "heun": "karras",
-    "euler-maruyama": "karras",
-}
+
+
+def default_grid(schedule: Schedule, solver: str) -> str:
+    """The time grid ``sample(..., grid=None)`` uses: the schedule's declaration
+    (:meth:`Schedule.grid_for`: log-SNR for linear and discrete VP tables, uniform time for
+    cosine and flow, Karras for VE, with per-solver exceptions where they measure better)."""
+    return schedule.grid_for(solver)
 
 
 def time_grid(
@@ -62,6 +61,11 @@ def time_grid(
     else:
         bounds = torch.tensor([t_max, t_min], dtype=torch.float64)
         lam = schedule.log_snr(bounds)
+        if not bool(torch.isfinite(lam).all()):
+            raise ValueError(
+                f"a {kind!r} grid needs a finite log-SNR at both ends, but {schedule!r} has alpha = 0 at "
+                f"t_max = {t_max:g}: use grid='uniform' or a t_max below it"
+            )
         if kind == "logsnr":
             lams = torch.linspace(float(lam[0]), float(lam[1]), n, dtype=torch.float64)
         else:
@@ -76,14 +80,27 @@ def time_grid(
     return ts
 
 
-def make_denoiser(model: Callable, schedule: Schedule, prediction: str, dtype: torch.dtype, **cond) -> Callable:
+def make_denoiser(model: Callable, schedule: Schedule, prediction: str, dtype: torch.dtype,
+                  times: torch.Tensor | None = None, **cond) -> Callable:
     """Turn ``model(x_t, t, **cond) -> prediction`` into ``denoise(x, t: float) -> x0`` (float32).
 
     The model sees the state in ``dtype`` and a time tensor of shape (B,); the conversion to
-    x0 runs in float32 through :func:`sciogen.diffusion.parametrization.to_x0`.
+    x0 runs in float32 through :func:`sciogen.diffusion.parametrization.to_x0` (with the
+    schedule's derivatives for a flow-velocity model). ``times``: the grid the solver will
+    call it at, whose coefficients are then computed in one vectorised call (others on demand).
     """
+    check_prediction(prediction, schedule)
+    coefficients: dict[float, tuple[float, ...]] = {}
 
-    coefficients: dict[float, tuple[float, float]] = {}
+    def compute(ts: torch.Tensor) -> None:
+        columns = [schedule.alpha(ts), schedule.sigma(ts)]
+        if prediction == "flow":
+            columns += list(schedule.derivatives(ts))
+        for t, *values in zip(ts.tolist(), *(c.tolist() for c in columns)):
+            coefficients[t] = tuple(values)
+
+    if times is not None:
+        compute(times.to(torch.float64).flatten().cpu())
 
     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
         tt = torch.full((x.shape[0],), t, dtype=torch.float32, device=x.device)
@@ -91,10 +108,9 @@ def make_denoiser(model: Callable, schedule: Schedule, prediction: str, dtype: t
         if pred.shape != x.shape:
             raise ValueError(f"model output has shape {tuple(pred.shape)}, expected the state's {tuple(x.shape)}")
         if t not in coefficients:
-            t64 = torch.tensor(t, dtype=torch.float64)
-            coefficients[t] = float(schedule.alpha(t64)), float(schedule.sigma(t64))
-        alpha, sigma = coefficients[t]
-        return to_x0(pred.float(), x, alpha, sigma, prediction)
+            compute(torch.tensor([t], dtype=torch.float64))
+        alpha, sigma, *derivatives = coefficients[t]
+        return to_x0(pred.float(), x, alpha, sigma, prediction, *derivatives)
 
     return denoise
 
@@ -131,7 +147,7 @@ def sample(
     *,
     schedule: Schedule | str = "linear",
     prediction: str = "eps",
-    solver: str = "dpm++2m",
+    solver: str = "unipc",
     steps: int = 20,
     generator: torch.Generator | None = None,
     grid: str | torch.Tensor | None = None,
@@ -149,13 +165,16 @@ def sample(
         model: ``model(x_t, t, **cond) -> prediction`` with t of shape (B,) in [0, 1].
         x_T: the starting noise, a tensor (B, ...) or a dict of named fields {name: (B, ...)}
             (the model then takes and returns dicts).
-        schedule: a :class:`Schedule` or ``"linear" | "cosine" | "discrete"``.
-        prediction: the model's output kind, ``"eps" | "x0" | "v"``.
-        solver: one of ``"ddpm", "ddim", "dpm++2m", "dpm++3m", "heun", "euler-maruyama"``.
+        schedule: a :class:`Schedule` or ``"linear" | "cosine" | "discrete" | "flow" | "ve"``.
+        prediction: the model's output kind, ``"eps" | "x0" | "v" | "flow"`` (``"v"``: VP
+            schedules only; ``"flow"``: the flow velocity d x_t / dt).
+        solver: one of ``"ddpm", "ddim", "dpm++2m", "dpm++3m", "unipc", "euler", "heun",
+            "euler-maruyama"`` (default: UniPC, order 2, B(h) = e^h - 1, the closest to the data
+            at 5-20 calls on the exact-score benchmarks, ``benchmarks/samplers.py``).
         steps: number of solver steps (``heun`` calls the model about twice per step).
         generator: the only source of randomness of stochastic solvers.
         grid: ``"uniform" | "logsnr" | "karras"`` or an explicit decreasing tensor of times
-            (default: the solver's usual grid, see ``DEFAULT_GRID``).
+            (default: the schedule's declaration, :func:`default_grid`).
         t_min, t_max: integration range (defaults: the schedule's).
         denoise_final: end with a step to t = 0 returning the clean estimate.
         solver_options: extra options of the solver, e.g. ``{"eta": 0.5}`` for DDIM.
@@ -167,8 +186,8 @@ def sample(
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
-    check_prediction(prediction)
     schedule = make_schedule(schedule)
+    check_prediction(prediction, schedule)
     if isinstance(x_T, Mapping):
         flat = _Flat(x_T)
         out = sample(
@@ -183,8 +202,9 @@ def sample(
         if ts.numel() < 2 or not bool((ts[1:] < ts[:-1]).all()):
             raise ValueError("an explicit grid must be a decreasing tensor of at least 2 times")
     else:
-        ts = time_grid(schedule, steps, grid or DEFAULT_GRID[solver], t_min=t_min, t_max=t_max, denoise_final=denoise_final)
-    denoise = make_denoiser(model, schedule, prediction, x_T.dtype, **cond)
+        kind = grid or default_grid(schedule, solver)
+        ts = time_grid(schedule, steps, kind, t_min=t_min, t_max=t_max, denoise_final=denoise_final)
+    denoise = make_denoiser(model, schedule, prediction, x_T.dtype, times=ts, **cond)
     options = dict(solver_options or {})
     if not progress:
         out = SOLVERS[solver](denoise, x_T.float(), ts, schedule, generator=generator, callback=callback, **options)

@@ -13,6 +13,9 @@ callback=None, **options) -> x`` where
 
 Multistep history lives in local variables; nothing leaks between calls. Randomness comes
 only from ``generator``. A non-finite state raises :class:`FloatingPointError` naming the step.
+
+Every solver holds for any schedule ``x_t = alpha x0 + sigma eps`` (variance preserving or not,
+e.g. rectified flow, where alpha(1) = 0 and lambda(1) = -inf): none assumes alpha^2 + sigma^2 = 1.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 
 from .schedules import Schedule
 
-__all__ = ["ddpm", "ddim", "dpmpp_2m", "dpmpp_3m", "heun", "euler_maruyama", "SOLVERS"]
+__all__ = ["ddpm", "ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "euler", "heun", "euler_maruyama", "SOLVERS"]
 
 Denoise = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -59,8 +62,9 @@ def ddim(denoise: Denoise, x, ts, schedule, *, eta: float = 0.0, generator=None,
     """DDIM (Song, Meng & Ermon 2021, Eq. 12); ``eta = 0`` is deterministic, ``eta = 1`` is DDPM.
 
     x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z,
-    c   = eta sigma_s / sigma_t sqrt(1 - alpha_t^2 / alpha_s^2)   (Eq. 16: with eta = 1, c^2 is the
-    variance of the DDPM posterior q(x_s | x_t, x0)).
+    c   = eta sigma_s / sigma_t sqrt(sigma_t^2 - alpha_ts^2 sigma_s^2),  alpha_ts = alpha_t / alpha_s
+    (Eq. 16, for any schedule: with eta = 1, c^2 is the variance of the DDPM posterior
+    q(x_s | x_t, x0); for a VP schedule the root is sqrt(1 - alpha_ts^2)).
     """
     T, A, S, _ = _grid(schedule, ts)
     for i in range(len(T) - 1):
@@ -68,7 +72,7 @@ def ddim(denoise: Denoise, x, ts, schedule, *, eta: float = 0.0, generator=None,
         x0 = denoise(x, t)
         c = 0.0
         if eta > 0 and s_s > 0:
-            c = eta * s_s / s_t * math.sqrt(max(0.0, 1.0 - (a_t / a_s) ** 2))
+            c = eta * s_s / s_t * math.sqrt(max(0.0, s_t**2 - (a_t / a_s) ** 2 * s_s**2))
         e = math.sqrt(max(s_s**2 - c**2, 0.0)) / s_t  # eps = (x - a_t x0) / s_t, folded in
         x = torch.add(e * x, x0, alpha=a_s - e * a_t)
         if c > 0:
@@ -163,28 +167,172 @@ def dpmpp_3m(denoise: Denoise, x, ts, schedule, *, lower_order_final: bool = Tru
     return _dpmpp_multistep(denoise, x, ts, schedule, 3, lower_order_final, callback)
 
 
-def _karras_grid(schedule, ts):
-    """Times, alpha(t) and the VE noise level k = sigma / alpha (0 at t = 0) on the grid."""
+def _unipc_rhos(h: float, rks: list[float], variant: str) -> tuple[list[float], list[float]]:
+    """UniP and UniC weights of one step of order k = len(rks) + 1 (Zhao et al. 2023, Alg. 2-3,
+    data prediction): ``rks`` are (lambda_j - lambda_t) / h of the k - 1 earlier outputs.
+
+    With hh = -h, B(h) = hh ("bh1") or e^hh - 1 ("bh2") and g_1 = (e^hh - 1) / hh - 1,
+    g_{j+1} = g_j / hh - 1 / (j + 1)!, the weights solve sum_m rho_m r_m^(j-1) = g_j j! / B(h),
+    j = 1..k over the nodes (r_1..r_{k-1}, 1) (corrector) or (r_1..r_{k-1}) (predictor); the
+    paper's closed forms rho = 1/2 are used for the one-node systems (UniP-2, UniC-1).
+    """
+    hh = -h
+    b_h = hh if variant == "bh1" else math.expm1(hh)
+    g, fact, rhs = math.expm1(hh) / hh - 1.0, 1.0, []
+    for j in range(1, len(rks) + 2):
+        rhs.append(g * fact / b_h)
+        fact *= j + 1
+        g = g / hh - 1.0 / fact
+    nodes = rks + [1.0]
+    predictor = [] if not rks else [0.5] if len(rks) == 1 else _solve(
+        [[r**j for r in rks] for j in range(len(rks))], rhs[: len(rks)])
+    corrector = [0.5] if not rks else _solve([[r**j for r in nodes] for j in range(len(nodes))], rhs)
+    return predictor, corrector
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    """Solve a small dense linear system (Gaussian elimination with partial pivoting)."""
+    n = len(b)
+    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(m[r][c]))
+        m[c], m[p] = m[p], m[c]
+        for r in range(c + 1, n):
+            f = m[r][c] / m[c][c]
+            m[r] = [u - f * v for u, v in zip(m[r], m[c])]
+    out = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        out[r] = (m[r][n] - sum(m[r][c] * out[c] for c in range(r + 1, n))) / m[r][r]
+    return out
+
+
+def _unipc_plan(ts, schedule, order, variant, lower_order_final):
+    """Per step: the order k and the coefficients of x_t, x0_t and the earlier outputs in the
+    UniP prediction and (on the grid's next point) in the UniC correction, computed once."""
+    T, A, S, L = _grid(schedule, ts)
+    n = len(T) - 1
+    final_zero = T[-1] <= 0.0
+    plan = []
+    for i in range(n):
+        k = _multistep_order(order, i, n, final_zero, lower_order_final)
+        # earlier outputs at lambda = -inf (alpha = 0, e.g. rectified flow at t = 1) carry no slope
+        while k > 1 and not math.isfinite(L[i - k + 1]):
+            k -= 1
+        a_s, s_t, s_s, lam_t, lam_s = A[i + 1], S[i], S[i + 1], L[i], L[i + 1]
+        if not math.isfinite(lam_s):  # the last step to t = 0: x_s = x0_t
+            plan.append((k, (0.0, [1.0]), None))
+            continue
+        if not math.isfinite(lam_t):  # from alpha = 0 (flow at t = 1): DDIM, no correction
+            plan.append((k, (s_s / s_t, [a_s]), None))
+            continue
+        h = lam_s - lam_t
+        rks = [(L[i - j] - lam_t) / h for j in range(1, k)]
+        rho_p, rho_c = _unipc_rhos(h, rks, variant)
+        b_h = -h if variant == "bh1" else math.expm1(-h)
+        base = [-a_s * math.expm1(-h)]  # x_s = (s_s / s_t) x_t + alpha_s (1 - e^{-h}) x0_t + ...
+
+        def combine(rhos, with_new):
+            # - alpha_s B(h) sum_m rho_m D_m, D_m = (x0_m - x0_t) / r_m (D_new = x0_new - x0_t)
+            coef = base + [0.0] * (k - 1) + ([0.0] if with_new else [])
+            for m, rho in enumerate(rhos):
+                r = rks[m] if m < len(rks) else 1.0
+                w = -a_s * b_h * rho / r
+                coef[0] -= w
+                coef[m + 1 if m < len(rks) else k] += w
+            return s_s / s_t, coef
+
+        plan.append((k, combine(rho_p, False), combine(rho_c, True)))
+    return T, plan
+
+
+def unipc(denoise: Denoise, x, ts, schedule, *, order: int = 2, variant: str = "bh2", corrector: bool = True,
+          lower_order_final: bool = True, generator=None, callback=None):
+    """UniPC, Zhao et al. 2023 (arXiv:2302.04867), Alg. 2-3 in data prediction: the UniP-p
+    multistep predictor, then on the next grid point the UniC corrector with the model output
+    already computed there (no extra model call), orders p = 1..3.
+
+    x_s = (sigma_s / sigma_t) x_t + alpha_s (1 - e^{-h}) x0_t - alpha_s B(h) sum_m rho_m D_m,
+    D_m = (x0_m - x0_t) / r_m, r_m = (lambda_m - lambda_t) / h, B(h) = -h ("bh1", the paper's
+    choice for few unconditional steps) or e^{-h} - 1 ("bh2"). UniP-1 is DDIM and UniP-2 with
+    "bh2" is DPM-Solver++(2M); the corrector raises the order by one (UniPC-p has order p + 1).
+    ``corrector=False`` gives UniP alone. The state passed to ``callback`` is the prediction.
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"unipc order must be 1, 2 or 3, got {order}")
+    if variant not in ("bh1", "bh2"):
+        raise ValueError(f"unipc variant must be 'bh1' or 'bh2', got {variant!r}")
+    T, plan = _unipc_plan(ts, schedule, order, variant, lower_order_final)
+    hist: list[torch.Tensor] = []  # x0 predictions at the grid points so far, newest last
+    x_prev = x
+    for i, (k, (cx, coef), _) in enumerate(plan):
+        x0 = denoise(x, T[i])
+        if corrector and i > 0 and plan[i - 1][2] is not None:  # UniC: correct the state at T[i]
+            k_c, _, (cx_c, coef_c) = plan[i - 1]                  # with the output just computed there
+            x = _check(_combine(cx_c, x_prev, coef_c, hist[::-1][:k_c] + [x0]), i - 1, T[i])
+        hist = (hist + [x0])[-3:]
+        x_prev = x
+        x = _check(_combine(cx, x, coef, hist[::-1][:k]), i, T[i + 1])
+        if callback is not None:
+            callback(i, T[i + 1], x)
+    return x
+
+
+def _combine(cx: float, x: torch.Tensor, coef: list[float], outputs: list[torch.Tensor]) -> torch.Tensor:
+    """Return cx x + sum_j coef_j outputs_j."""
+    out = x * cx
+    for c, o in zip(coef, outputs):
+        if c != 0.0:
+            out.add_(o, alpha=c)
+    return out
+
+
+def _frame(schedule, ts, frame):
+    """Times, the frame scale c and the frame's noise level tau on the grid: the ODE in
+    y = x / c reads dy / dtau = (y - x0_hat) / tau.
+
+    ``"ve"``: c = alpha, tau = sigma / alpha (Karras et al. 2022); ``"flow"``: c = alpha + sigma,
+    tau = sigma / (alpha + sigma) (rectified flow's own frame, finite where alpha = 0).
+    At t = 0: c = 1, tau = 0.
+    """
     T, A, S, _ = _grid(schedule, ts)
-    return T, A, [s / a for a, s in zip(A, S)]
+    if frame == "ve":
+        if A[0] <= 0.0:
+            raise ValueError(f"the 've' frame needs alpha > 0 on the grid, but alpha(t = {T[0]:g}) = 0: "
+                             "use frame='flow' (the default for flow schedules) or start below t = 1")
+        return T, A, [s / a for a, s in zip(A, S)]
+    if frame == "flow":
+        return T, [a + s for a, s in zip(A, S)], [s / (a + s) for a, s in zip(A, S)]
+    raise ValueError(f"unknown ODE frame {frame!r}; allowed: ve, flow")
 
 
-def heun(denoise: Denoise, x, ts, schedule, *, generator=None, callback=None):
+def euler(denoise: Denoise, x, ts, schedule, *, generator=None, callback=None):
+    """Euler's method on the probability-flow ODE, dy / dtau = (y - x0_hat) / tau in either frame
+    of :func:`heun`. The exact solution for a frozen x0_hat is linear in tau, so Euler's step is
+    exact for it and equals the DDIM update (eta = 0) for any schedule; it is computed as that.
+    For a flow schedule it is flow matching's Euler sampler x_s = x_t + (s - t) flow_hat.
+    One model call per step."""
+    return ddim(denoise, x, ts, schedule, callback=callback)
+
+
+def heun(denoise: Denoise, x, ts, schedule, *, frame: str | None = None, generator=None, callback=None):
     """Heun's second-order method on the probability-flow ODE (Karras et al. 2022, Alg. 1).
 
-    In the VE frame y = x / alpha, k = sigma / alpha:  dy/dk = (y - x0_hat) / k.
-    The step into k = 0 is an Euler step. NFE = 2 (len(ts) - 1) - [ts ends at 0].
+    In the frame y = x / c, tau: dy/dtau = (y - x0_hat) / tau. ``frame``: ``"ve"`` (c = alpha,
+    tau = sigma / alpha, Karras's) or ``"flow"`` (c = alpha + sigma, tau = sigma / (alpha + sigma));
+    default: the schedule's ``ode_frame`` ("flow", bounded where alpha -> 0 as on VP schedules
+    at t = 1, except "ve" for VE schedules). The step into tau = 0 is an Euler step.
+    NFE = 2 (len(ts) - 1) - [ts ends at 0].
     """
-    T, A, K = _karras_grid(schedule, ts)
+    T, C, K = _frame(schedule, ts, frame or getattr(schedule, "ode_frame", "flow"))
     for i in range(len(T) - 1):
-        t, s, a_t, a_s, k_t, k_s = T[i], T[i + 1], A[i], A[i + 1], K[i], K[i + 1]
-        y = x / a_t
+        t, s, c_t, c_s, k_t, k_s = T[i], T[i + 1], C[i], C[i + 1], K[i], K[i + 1]
+        y = x / c_t
         d = (y - denoise(x, t)) / k_t
         y_new = y + (k_s - k_t) * d
         if k_s > 0:
-            d2 = (y_new - denoise(a_s * y_new, s)) / k_s
+            d2 = (y_new - denoise(c_s * y_new, s)) / k_s
             y_new = y + (k_s - k_t) * 0.5 * (d + d2)
-        x = _check(a_s * y_new, i, s)
+        x = _check(c_s * y_new, i, s)
         if callback is not None:
             callback(i, s, x)
     return x
@@ -194,9 +342,10 @@ def euler_maruyama(denoise: Denoise, x, ts, schedule, *, generator=None, callbac
     """Euler-Maruyama on the reverse-time SDE (Song et al. 2021), in the VE frame.
 
     y = x / alpha, k = sigma / alpha, score = (x0_hat - y) / k^2:
-    y_s = y_t + (k_t^2 - k_s^2) score + sqrt(k_t^2 - k_s^2) z.
+    y_s = y_t + (k_t^2 - k_s^2) score + sqrt(k_t^2 - k_s^2) z. Needs alpha > 0 on the grid (a
+    flow schedule's t = 1 has alpha = 0: start below it, or use ``ddpm``).
     """
-    T, A, K = _karras_grid(schedule, ts)
+    T, A, K = _frame(schedule, ts, "ve")
     for i in range(len(T) - 1):
         t, s, a_t, a_s, k_t, k_s = T[i], T[i + 1], A[i], A[i + 1], K[i], K[i + 1]
         y = x / a_t
@@ -215,6 +364,8 @@ SOLVERS: dict[str, Callable] = {
     "ddim": ddim,
     "dpm++2m": dpmpp_2m,
     "dpm++3m": dpmpp_3m,
+    "unipc": unipc,
+    "euler": euler,
     "heun": heun,
     "euler-maruyama": euler_maruyama,
 }

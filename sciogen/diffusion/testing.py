@@ -102,7 +102,7 @@ def smc_inpaint(
     from .sampling import time_grid
 
     schedule = make_schedule(schedule)
-    check_prediction(prediction)
+    check_prediction(prediction, schedule)
     if particles < 1:
         raise ValueError(f"particles must be >= 1, got {particles}")
     b = known.shape[0]
@@ -111,6 +111,8 @@ def smc_inpaint(
     m = mask.bool().expand(known.shape).repeat_interleave(particles, 0)
     ts = time_grid(schedule, steps, "uniform", denoise_final=False)
     a, s = schedule.alpha(ts).tolist(), schedule.sigma(ts).tolist()
+    # a flow-velocity model's conversion also needs (d alpha / dt, d sigma / dt) at each time
+    d = list(zip(*(c.tolist() for c in schedule.derivatives(ts)))) if prediction == "flow" else [()] * len(ts)
     rand = lambda: torch.randn(y.shape, generator=generator)  # noqa: E731
     # one forward chain of the known part per row, shared by its particles, from t_min up
     y0 = known.float()
@@ -126,7 +128,7 @@ def smc_inpaint(
     dims = tuple(range(1, y.ndim))
     for i in range(len(ts) - 1):
         tt = torch.full((x.shape[0],), float(ts[i]))
-        x0 = to_x0(model(x, tt, **cond).float(), x, a[i], s[i], prediction)
+        x0 = to_x0(model(x, tt, **cond).float(), x, a[i], s[i], prediction, *d[i])
         a_ts = a[i] / a[i + 1]
         var_ts = s[i] ** 2 - a_ts**2 * s[i + 1] ** 2
         mean = (a_ts * s[i + 1] ** 2 / s[i] ** 2) * x + (a[i + 1] * var_ts / s[i] ** 2) * x0
@@ -137,7 +139,7 @@ def smc_inpaint(
         x = _check(x, i, float(ts[i + 1]))
         x, logw = _resample(x, logw, ess_threshold, generator)
     tt = torch.full((x.shape[0],), float(ts[-1]))
-    x0 = to_x0(model(x, tt, **cond).float(), x, a[-1], s[-1], prediction)
+    x0 = to_x0(model(x, tt, **cond).float(), x, a[-1], s[-1], prediction, *d[-1])
     x0 = torch.where(m, y, x0).reshape((b, particles) + tuple(event))
     pick = torch.multinomial(torch.softmax(logw, 1), 1, generator=generator)[:, 0]
     return x0[torch.arange(b), pick].to(known.dtype)

@@ -24,8 +24,8 @@ from typing import Callable
 
 import torch
 
-from .common import masked_mean, stratified_times
 from .parametrization import expand_time
+from .times import masked_mean, stratified_times
 
 __all__ = ["WrappedNormalProcess", "wrap_fractional", "wrap_displacement"]
 
@@ -350,6 +350,3 @@ def _batch_time(t, x: torch.Tensor) -> torch.Tensor:
         return t
     return torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype)
 
-
-# moved to .testing (issue 23): importable from here only until sciogen/diffusion/__init__.py stops exporting it
-from .testing import sample_torus  # noqa: E402,F401

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sciogen.config import ConfigError
-
 from sciogen.train.config import DiffusionConfig, RunConfig, SamplingConfig
 
 __all__ = ["ToyConfig", "ToyDataConfig", "ToyModelConfig"]

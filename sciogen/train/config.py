@@ -89,9 +89,12 @@ class DiffusionConfig:
     def __post_init__(self):
         from sciogen.diffusion import LOSS_WEIGHTINGS, PREDICTIONS
 
-        check_choice("diffusion.schedule", self.schedule, ("linear", "cosine"))
+        check_choice("diffusion.schedule", self.schedule, ("linear", "cosine", "flow"))
         check_choice("diffusion.prediction", self.prediction, PREDICTIONS)
         check_choice("diffusion.loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        if self.schedule == "flow" and self.prediction == "v":
+            raise ConfigError("diffusion.prediction 'v' is defined for variance-preserving schedules only, not "
+                              "diffusion.schedule 'flow': use prediction 'flow' (the velocity d x_t / dt), 'x0' or 'eps'")
 
 
 @dataclass

@@ -106,3 +106,14 @@ def test_observation_self_guidance_pulls_samples_to_the_observation(loss):
 def test_observation_guidance_rejects_unknown_loss():
     with pytest.raises(ValueError, match="allowed: mse, quantile"):
         observation_guidance(lambda x, t: x, torch.zeros(1), torch.ones(1), schedule=SCHED, prediction="eps", loss="l1")
+
+
+def test_classifier_free_guidance_combines_each_field_of_a_dict_model():
+    def model(x, t, y=None):
+        bump = 0.0 if y is None else 1.0
+        return {"a": x["a"] + bump, "b": 2 * x["b"] - bump}
+
+    x = {"a": torch.zeros(2, 3), "b": torch.ones(2)}
+    out = classifier_free(model, 3.0)(x, torch.ones(2), y=torch.ones(2, 1))
+    torch.testing.assert_close(out["a"], torch.full((2, 3), 3.0))
+    torch.testing.assert_close(out["b"], torch.full((2,), -1.0))

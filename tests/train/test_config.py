@@ -67,7 +67,7 @@ def test_badly_typed_values_name_the_key(data, key):
 
 
 def test_choices_are_checked_against_the_allowed_values():
-    with pytest.raises(ValueError, match=r"diffusion\.prediction must be one of 'eps', 'x0', 'v'; got 'score'"):
+    with pytest.raises(ValueError, match=r"diffusion\.prediction must be one of 'eps', 'x0', 'v', 'flow'; got 'score'"):
         DiffusionConfig(prediction="score")
     with pytest.raises(ValueError, match=r"sampling\.solver must be one of .*'dpm\+\+2m'.*got 'rk4'"):
         SamplingConfig(solver="rk4")
@@ -144,3 +144,11 @@ def test_the_old_import_place_still_works():
     import sciogen.train.config as old
 
     assert old.ConfigError is ground.ConfigError and old.from_dict is ground.from_dict
+
+
+def test_flow_schedule_refuses_the_vp_velocity_at_config_time():
+    from sciogen.train.config import ConfigError, DiffusionConfig
+
+    assert DiffusionConfig(schedule="flow", prediction="flow").prediction == "flow"
+    with pytest.raises(ConfigError, match="variance-preserving schedules only"):
+        DiffusionConfig(schedule="flow", prediction="v")

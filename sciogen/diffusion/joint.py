@@ -21,8 +21,8 @@ from typing import Callable, Mapping
 import torch
 
 from .categorical import CategoricalProcess
-from .common import stratified_times
 from .gaussian import GaussianProcess
+from .times import stratified_times
 from .torus import WrappedNormalProcess
 
 __all__ = ["JointProcess"]

@@ -22,7 +22,7 @@ from sciogen.timeseries.representation import default_prediction_length
 from sciogen.timeseries.synthetic import synthetic_metrics, wasserstein1
 from sciogen.timeseries.tables import read_series
 
-from .helpers import run_sciogen
+from ..helpers import run_sciogen
 
 TINY = ["model.hidden=8", "model.blocks=1", "model.state=4", "model.step_dim=8", "train.batch_size=8",
         "train.steps=3", "train.checkpoint_every=3", "train.log_every=1"]

@@ -9,15 +9,15 @@ import pytest
 import torch
 
 import sciogen
+from sciogen.config import from_dict, to_dict
 from sciogen.diffusion import GaussianMixture
 from sciogen.registry import load_run_config, read_checkpoint
 from sciogen.toy import MLPDenoiser, ToyConfig, ToyDataConfig, ToyModelConfig, VectorGenerator, energy_distance
 from sciogen.toy.io import read_vectors, write_vectors
 from sciogen.train.checkpoint import CheckpointError
-from sciogen.config import from_dict, to_dict
 from sciogen.train.config import DiffusionConfig, TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REFERENCE = GaussianMixture.example(2).sample(4000, generator=torch.Generator().manual_seed(7)).float()
 
 

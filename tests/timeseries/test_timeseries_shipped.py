@@ -10,7 +10,7 @@ import pytest
 import sciogen
 from sciogen import registry
 
-SHIPPED = Path(__file__).resolve().parents[1] / "sciogen" / "checkpoints" / "timeseries-exchange_rate.pt"
+SHIPPED = Path(__file__).resolve().parents[2] / "sciogen" / "checkpoints" / "timeseries-exchange_rate.pt"
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped timeseries/exchange_rate checkpoint is absent")
 
 

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from sciogen.diffusion import GaussianMixture, GaussianProcess, LinearSchedule
-from sciogen.diffusion import from_x0
+from sciogen.diffusion import GaussianMixture, GaussianProcess, LinearSchedule, from_x0
 
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])

@@ -17,7 +17,7 @@ from sciogen.diffusion import (
 )
 from sciogen.diffusion.solvers import _dpmpp_multistep, ddim
 
-from .helpers import energy_test_pvalue
+from ..helpers import energy_test_pvalue
 
 GMM = GaussianMixture.example()
 
@@ -64,7 +64,8 @@ def test_ddim_noise_is_eq_16_and_eta_one_is_ddpm(eta):
 def _errors(solver, steps_list, sched, prediction="eps"):
     model = GMM.denoiser(sched, prediction)
     x_T = _noise(1024)
-    ref = sample(model, x_T, schedule=sched, prediction=prediction, solver="dpm++3m", steps=600, denoise_final=False)
+    ref = sample(model, x_T, schedule=sched, prediction=prediction, solver="dpm++3m", steps=600, grid="logsnr",
+                 denoise_final=False)
     errs = []
     for n in steps_list:
         x = sample(model, x_T, schedule=sched, prediction=prediction, solver=solver, steps=n, denoise_final=False)
