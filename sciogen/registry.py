@@ -375,6 +375,11 @@ register_domain(DomainSpec(
     recipe="molecules/qm9",
 ))
 register_domain(DomainSpec(
+    name="molecules3d", module="sciogen.molecules3d", generator="Molecule3DGenerator", extra="molecules",
+    description="3D molecules (EDM-style E(3)-equivariant diffusion of positions and atom types; QM9 with H)",
+    recipe="molecules3d/qm9",
+))
+register_domain(DomainSpec(
     name="crystals", module="sciogen.crystals", generator="CrystalGenerator", extra="crystals",
     description="crystals (DiffCSP-style joint diffusion: structure prediction and de novo; Perov-5, MP-20)",
     demo="sciogen.crystals.demo:run_demo",

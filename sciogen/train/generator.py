@@ -460,6 +460,6 @@ def _to_cpu(obj: Any) -> Any:
         return obj.cpu()
     if isinstance(obj, Mapping):
         return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
+    if type(obj) in (list, tuple):  # a domain's own sequence type (with attributes) is already on the CPU
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
