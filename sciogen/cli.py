@@ -5,6 +5,7 @@
     sciogen evaluate DOMAIN FILE [--reference REF] [--download] [--json]
     sciogen list
     sciogen info NAME_OR_CKPT
+    sciogen conformers SMILES -n N --out FILE.sdf [--model NAME_OR_CKPT] [--steps S --seed K]
     sciogen demo [--out DIR] [--domain NAME ...] [--quick]
 
 ``train`` and ``sample`` run unchanged under ``torchrun --nproc-per-node N``. Domains are
@@ -56,12 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a shipped model or a checkpoint")
     info.add_argument("target", metavar="NAME_OR_CKPT")
     _add_debug(info)
+    _conformers_parser(sub)
     demo = sub.add_parser("demo", help="run the demos of the installed domains")
     demo.add_argument("--out", default="sciogen-demo", help="output folder (default: sciogen-demo)")
     demo.add_argument("--domain", action="append", help="only this domain (repeatable)")
     demo.add_argument("--quick", action="store_true", help="smaller demo runs")
     _add_debug(demo)
     return parser
+
+
+def _conformers_parser(sub) -> None:
+    p = sub.add_parser("conformers", help="3D conformers of a molecule given as SMILES (a UniGenX molecules3d model)")
+    p.add_argument("smiles", help="the molecule, e.g. CCO")
+    p.add_argument("-n", type=int, default=10, help="number of conformers (default 10)")
+    p.add_argument("--out", required=True, help="output SDF file (.sdf or .sdf.gz), one record per conformer")
+    p.add_argument("--model", default="molecules3d/qm9-unigenx",
+                   help="shipped model name, checkpoint or run folder (default: molecules3d/qm9-unigenx)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--steps", type=int, help="solver steps per atom position (default: the model's config)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda:0, ...")
+    _add_debug(p)
 
 
 def _train_parser(sub) -> None:
@@ -286,6 +302,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_conformers(args: argparse.Namespace) -> int:
+    from sciogen import registry
+    from sciogen.data.output import check_destination, write_atomically
+
+    out = check_destination(args.out, (".sdf", ".sdf.gz"), force=args.force)
+    generator = registry.load(args.model, device=args.device)
+    if not hasattr(generator, "conformers"):
+        raise ValueError(f"{args.model} is a {generator.domain!r} model; conformers come from a molecules3d UniGenX model "
+                         "(the default, molecules3d/qm9-unigenx)")
+    mol = generator.conformers(args.smiles, args.n, steps=args.steps, seed=args.seed)
+
+    def write(m, path):
+        from rdkit import Chem
+
+        from sciogen.molecules3d import to_sdf
+
+        return to_sdf([Chem.Mol(m, confId=c.GetId()) for c in m.GetConformers()], path)
+
+    path = write_atomically(write, mol, out)
+    print(f"wrote {mol.GetNumConformers()} conformers of {args.smiles} to {path}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import yaml
 
@@ -367,7 +406,7 @@ def _dispatch(args: argparse.Namespace, rest: list[str], parser: argparse.Argume
     if args.command == "sample":
         return _cmd_sample(args, rest, parser)
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info,
-                "demo": _cmd_demo, "export": _cmd_export}
+                "demo": _cmd_demo, "export": _cmd_export, "conformers": _cmd_conformers}
     return handlers[args.command](args)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sciogen.config import ConfigError
+from sciogen.config import ConfigError, check_choice
 from sciogen.molecules.datasets import QM9_PROPERTIES as MOLECULES_QM9_PROPERTIES
 from sciogen.train.config import RunConfig, SamplingConfig
 
@@ -65,21 +65,42 @@ class Molecule3DDataConfig:
 
 @dataclass
 class Molecule3DModelConfig:
-    """Size of the EGNN denoiser (:class:`sciogen.molecules3d.network.EDMDynamics`).
+    """The network: an EGNN denoiser (``kind: edm``, :class:`sciogen.molecules3d.network.EDMDynamics`)
+    or a UniGenX sequence model (``kind: unigenx``, :mod:`sciogen.molecules3d.unigenx`).
 
     Attributes:
-        hidden, layers: EGNN width and number of equivariant blocks (EDM: 256, 9).
-        sublayers: feature updates per block (EDM: 2).
-        attention: EGNN's edge gating.
-        condition_dropout: probability of training a sample without its property (the learned
-            null), which classifier-free guidance needs.
+        kind: ``"edm"`` (de novo: positions and atom types by equivariant diffusion) or
+            ``"unigenx"`` (SMILES tokens by a causal transformer, one 3D position per atom token
+            by its per-token diffusion head: de novo and conformers of a given SMILES).
+        hidden, layers: EGNN width and number of equivariant blocks (EDM: 256, 9); for UniGenX
+            the transformer's width and depth.
+        sublayers: (edm) feature updates per block (EDM: 2).
+        attention: (edm) EGNN's edge gating.
+        condition_dropout: (edm) probability of training a sample without its property (the
+            learned null), which classifier-free guidance needs.
+        heads, head_width, head_depth, diffusion_repeats: (unigenx) attention heads, the
+            per-token diffusion head's width and depth, noise draws per position in the loss.
+        tokens, max_len, max_atoms: (unigenx) the SMILES vocabulary and sequence limits, written
+            here from the training data (so the checkpoint rebuilds the same network).
+        scale, frame: (unigenx) coordinates in units of ``scale`` Å, in the molecule's principal
+            axes (``"inertia"``) or randomly rotated in training (``"random"``).
     """
 
+    kind: Literal["edm", "unigenx"] = "edm"
     hidden: int = 128
     layers: int = 6
     sublayers: int = 2
     attention: bool = True
     condition_dropout: float = 0.1
+    heads: int = 4
+    head_width: int = 256
+    head_depth: int = 3
+    diffusion_repeats: int = 4
+    tokens: list[str] | None = None
+    max_len: int | None = None
+    max_atoms: int | None = None
+    scale: float = 1.5
+    frame: Literal["inertia", "random"] = "inertia"
 
     def __post_init__(self):
         if self.hidden < 1 or self.layers < 1 or self.sublayers < 1:
@@ -87,6 +108,14 @@ class Molecule3DModelConfig:
                               f"{self.hidden}, {self.layers}, {self.sublayers}")
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ConfigError(f"model.condition_dropout must be in [0, 1), got {self.condition_dropout}")
+        check_choice("model.kind", self.kind, ("edm", "unigenx"))
+        check_choice("model.frame", self.frame, ("inertia", "random"))
+        if self.heads < 1 or self.hidden % self.heads:
+            raise ConfigError(f"model.heads ({self.heads}) must divide model.hidden ({self.hidden})")
+        if self.head_width < 1 or self.head_depth < 1 or self.diffusion_repeats < 1:
+            raise ConfigError("model.head_width, model.head_depth and model.diffusion_repeats must be >= 1")
+        if not self.scale > 0:
+            raise ConfigError(f"model.scale must be > 0 (Å), got {self.scale}")
 
 
 @dataclass

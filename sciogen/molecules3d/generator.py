@@ -118,10 +118,48 @@ class Molecule3DGenerator(Generator):
     def schedule(self):
         return make_schedule(self.config.diffusion.schedule)
 
+    @property
+    def kind(self) -> str:
+        """``"edm"`` or ``"unigenx"`` (``model.kind``)."""
+        return self.config.model.kind
+
     def build_model(self) -> nn.Module:
         m = self.config.model
+        if m.kind == "unigenx":
+            from .unigenx import build_unigenx_molecules
+
+            self.tokenizer = self._tokenizer()
+            return build_unigenx_molecules(self.tokenizer, dim=m.hidden, depth=m.layers, heads=m.heads, head_width=m.head_width,
+                                           head_depth=m.head_depth, diffusion_repeats=m.diffusion_repeats)
         return EDMDynamics(len(self._elements), hidden=m.hidden, layers=m.layers, sublayers=m.sublayers,
                            attention=m.attention, conditional=self.config.data.condition is not None)
+
+    def _tokenizer(self):
+        """The UniGenX tokenizer the config describes (a one-token placeholder before training data)."""
+        from .unigenx import MoleculeTokenizer
+
+        m = self.config.model
+        if m.tokens is None:
+            return MoleculeTokenizer(["C"], max_len=5, scale=m.scale, frame=m.frame)
+        return MoleculeTokenizer(m.tokens, max_len=m.max_len, max_atoms=m.max_atoms, scale=m.scale, frame=m.frame)
+
+    def _rebuild(self) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.train.seed)
+            self.model = self.build_model()
+
+    def _unigenx_data(self, loaded) -> torch.utils.data.TensorDataset:
+        from .unigenx import MoleculeTokenizer, dataset_mols
+
+        mols, skipped = dataset_mols(loaded)
+        for skip in skipped:
+            self.data_log.skip(loaded.name, skip.index, skip.reason)
+        m = self.config.model
+        if m.tokens is None:
+            tokenizer = MoleculeTokenizer.from_mols(mols, scale=m.scale, frame=m.frame)
+            m.tokens, m.max_len, m.max_atoms = list(tokenizer.tokens), tokenizer.max_len, tokenizer.max_atoms
+            self._rebuild()
+        return torch.utils.data.TensorDataset(*self.tokenizer.encode(mols).tensors())
 
     def _load(self, data: Any):
         """The training molecules as a :class:`~.datasets.Molecules3DDataset`."""
@@ -161,6 +199,13 @@ class Molecule3DGenerator(Generator):
         loaded = self._load(data)
         self._elements = list(loaded.vocabulary.elements)
         self.config.data.elements = list(self._elements)
+        counts = loaded.mask.sum(1)
+        self.atom_counts = torch.bincount(counts, minlength=int(counts.max()) + 1).float()
+        self._reference_smiles = [s for s in loaded.smiles if s]
+        if self.kind == "unigenx":
+            if self.config.data.condition is not None:
+                raise ValueError("data.condition: the UniGenX model is not conditioned on properties yet; use model.kind: edm")
+            return self._unigenx_data(loaded)
         types, pos, mask = loaded.types, loaded.positions, loaded.mask
         name = self.config.data.condition
         if name is not None:
@@ -172,13 +217,8 @@ class Molecule3DGenerator(Generator):
             prop = (prop - self.condition_stats[0]) / self.condition_stats[1]
         else:
             prop = torch.full((types.shape[0],), float("nan"))
-        counts = mask.sum(1)
-        self.atom_counts = torch.bincount(counts, minlength=int(counts.max()) + 1).float()
-        self._reference_smiles = [s for s in loaded.smiles if s]
         if len(self._elements) != self.model.num_types:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.config.train.seed)
-                self.model = self.build_model()
+            self._rebuild()
         return torch.utils.data.TensorDataset(torch.where(mask, types, -1), pos.float(), prop)
 
     def _state(self, types: torch.Tensor, pos: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -188,6 +228,10 @@ class Molecule3DGenerator(Generator):
         return {"pos": remove_mean(pos, mask), "types": one_hot}, mask
 
     def loss(self, model: nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
+        if self.kind == "unigenx":
+            from .unigenx import unigenx_molecule_loss
+
+            return unigenx_molecule_loss(model, self.tokenizer, batch, generator)
         types, pos, prop = batch
         # trim the padding the batch does not use
         width = int((types >= 0).sum(1).max())
@@ -258,6 +302,9 @@ class Molecule3DGenerator(Generator):
             raise ValueError(f"unknown sampling conditions {sorted(conditions)}; the 3D molecules domain takes "
                              "atoms=, condition={name: value} and guidance=")
         device = next(model.parameters()).device
+        if self.kind == "unigenx":
+            return self._sample_unigenx(model, n, generator=generator, steps=steps, solver=solver, atoms=atoms,
+                                        condition=condition)
         counts = self._atom_counts_for(n, atoms, generator).to(device)
         width = int(counts.max())
         mask = torch.arange(width, device=device)[None, :] < counts[:, None]
@@ -283,6 +330,45 @@ class Molecule3DGenerator(Generator):
         pos = remove_mean(out["pos"], mask).cpu()
         types = out["types"].argmax(-1).cpu()
         return self._decode(types, pos, mask.cpu())
+
+    def _sample_unigenx(self, model: nn.Module, n: int, *, generator, steps: int, solver: str, atoms, condition):
+        from .unigenx import sample_molecules_unigenx
+
+        if atoms is not None or condition:
+            raise ValueError("the UniGenX model writes each molecule's atoms itself: it takes no atoms= or condition=")
+        out = sample_molecules_unigenx(model, self.tokenizer, n, steps=steps, solver=solver, generator=generator)
+        return GeneratedMolecules(out["mols"], out["types"].cpu(), out["positions"].cpu(), out["mask"].cpu(),
+                                  list(self.tokenizer.elements))
+
+    @torch.no_grad()
+    def conformers(self, smiles: str, n: int = 10, *, steps: int | None = None, solver: str | None = None,
+                   seed: int | None = None):
+        """``n`` 3D conformers of the molecule ``smiles`` (UniGenX models: the SMILES tokens are
+        given, the model writes one position per atom).
+
+        Returns:
+            The RDKit Mol of ``smiles`` with hydrogens, its bonds from the SMILES, and ``n``
+            conformers (ids 0 .. n - 1).
+
+        Raises:
+            ValueError: an EDM model (it generates molecules de novo only), a SMILES that does not
+                parse, or an atom / token the model's vocabulary does not have (named).
+        """
+        from sciogen.train.checks import optional_positive_int, positive_int
+
+        from .unigenx import sample_conformers
+
+        if self.kind != "unigenx":
+            raise ValueError("conformer generation needs a UniGenX model (model.kind: unigenx, e.g. the shipped "
+                             "molecules3d/qm9-unigenx); this EDM model generates molecules de novo only")
+        n = positive_int("n", n)
+        defaults = self._sampling_defaults()
+        steps = optional_positive_int("steps", steps) or defaults.steps
+        seed = int(torch.randint(2**62, ()).item()) if seed is None else positive_int("seed", seed, minimum=0)
+        model = self.sampling_model
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return sample_conformers(model, self.tokenizer, smiles, n, steps=steps, solver=solver or defaults.solver,
+                                 generator=generator)
 
     def _decode(self, types: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor) -> GeneratedMolecules:
         from .representation import MoleculeError, arrays_to_mol

@@ -79,6 +79,7 @@ __all__ = [
     "MoleculeSequences",
     "MoleculeTokenizer",
     "MoleculeGrammar",
+    "token_element",
     "canonical_frame",
     "random_rotations",
     "dataset_mols",
@@ -501,13 +502,11 @@ def _parser_params() -> "Chem.SmilesParserParams":
 def _mol_with_positions(smiles: str, xyz: np.ndarray) -> "Chem.Mol | None":
     """The Mol of a generated SMILES (hydrogens kept, atoms in SMILES order) with ``xyz`` as
     its conformer and stereo read from it; None if RDKit rejects the SMILES."""
-    from rdkit import RDLogger
+    from rdkit.rdBase import BlockLogs
 
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        mol = Chem.MolFromSmiles(smiles, _parser_params())
-    finally:
-        RDLogger.EnableLog("rdApp.*")
+    quiet = BlockLogs()  # a generated SMILES may well be rejected: no RDKit message for it
+    mol = Chem.MolFromSmiles(smiles, _parser_params())
+    del quiet
     if mol is None or mol.GetNumAtoms() != len(xyz) or not np.isfinite(xyz).all():
         return None
     conf = Chem.Conformer(mol.GetNumAtoms())

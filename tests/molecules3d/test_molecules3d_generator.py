@@ -163,3 +163,51 @@ def test_cli_trains_and_samples_an_sdf(tmp_path):
     typo = run_sciogen("train", "molecules3d", "--data", str(tmp_path / "mine.sfd"), "--run-dir", str(tmp_path / "r2"),
                        cwd=tmp_path)
     assert typo.returncode != 0 and "mine.sfd" in typo.stderr
+
+
+def _unigenx_config(steps=25):
+    cfg = _small(steps=steps)
+    m = cfg.model
+    m.kind, m.hidden, m.layers, m.heads, m.head_width, m.head_depth, m.diffusion_repeats = "unigenx", 32, 1, 2, 32, 2, 1
+    cfg.sampling.solver, cfg.sampling.steps = "ddim", 5
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def unigenx():
+    gen = Molecule3DGenerator(_unigenx_config())
+    gen.fit(_mols())
+    return gen
+
+
+def test_unigenx_kind_samples_de_novo_and_conformers(unigenx, trained, tmp_path):
+    assert unigenx.config.model.tokens and unigenx.tokenizer.vocab_size == 5 + len(unigenx.config.model.tokens)
+    mols = unigenx.sample(4, seed=0)
+    assert len(mols) == 4 and mols.types.shape[0] == 4 and bool(torch.isfinite(mols.positions).all())
+    assert 0.0 <= unigenx.evaluate(mols)["atom_stability"] <= 1.0
+    conf = unigenx.conformers("CCO", 3, seed=0)
+    assert conf.GetNumConformers() == 3 and conf.GetNumAtoms() == 9
+    loaded = Molecule3DGenerator.load(unigenx.save(tmp_path / "u.pt"), device="cpu")
+    again = loaded.conformers("CCO", 3, seed=0)
+    torch.testing.assert_close(torch.as_tensor(again.GetConformer(0).GetPositions()),
+                               torch.as_tensor(conf.GetConformer(0).GetPositions()))
+    with pytest.raises(ValueError, match="UniGenX model"):
+        trained.conformers("CCO", 2)
+    with pytest.raises(ValueError, match="atoms"):
+        unigenx.sample(2, atoms=5)
+    with pytest.raises(Exception, match="C1CC"):
+        unigenx.conformers("C1CC", 2)
+
+
+def test_cli_conformers_writes_an_sdf(unigenx, trained, tmp_path):
+    model = unigenx.save(tmp_path / "u.pt")
+    out = tmp_path / "c.sdf"
+    result = run_sciogen("conformers", "OCCO", "-n", "4", "--out", str(out), "--model", str(model), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    confs = [m for m in Chem.SDMolSupplier(str(out), removeHs=False) if m is not None]
+    assert len(confs) == 4 and all(m.GetNumAtoms() == 10 for m in confs) and "wrote 4 conformers" in result.stdout
+    again = run_sciogen("conformers", "OCCO", "-n", "4", "--out", str(out), "--model", str(model), cwd=tmp_path)
+    assert again.returncode != 0 and "exists" in again.stderr
+    edm = run_sciogen("conformers", "CCO", "--out", str(tmp_path / "e.sdf"), "--model", str(trained.save(tmp_path / "e.pt")),
+                      cwd=tmp_path)
+    assert edm.returncode != 0 and "UniGenX" in edm.stderr

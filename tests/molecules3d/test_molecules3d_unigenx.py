@@ -8,6 +8,7 @@ import torch
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem, rdMolAlign
 
+from sciogen.ar import SequenceSample
 from sciogen.molecules.representation import (
     MoleculeTooLargeError,
     SmilesParseError,
@@ -23,7 +24,6 @@ from sciogen.molecules3d.unigenx import (
     NUM,
     MoleculeGrammar,
     MoleculeTokenizer,
-    SequenceSample,
     UnknownTokenError,
     build_unigenx_molecules,
     canonical_frame,
