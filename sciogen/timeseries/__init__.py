@@ -7,12 +7,21 @@ windows, with forecasting and imputation by observation self-guidance.
 - ``network.py``: the TSDiff denoiser with bidirectional S4D layers;
 - ``forecast.py``: guided sampling (TSDiff-Q / TSDiff-MS, DDPM / DDIM);
 - :class:`TimeSeriesGenerator` (``generator.py``): fit / sample / forecast / impute / save / load;
-- ``metrics.py``: GluonTS's Evaluator metrics (CRPS as mean_wQuantileLoss, ND, NRMSE, MASE);
-- ``baselines.py``: Seasonal Naive and a ridge forecaster;
+- ``metrics.py``: GluonTS's Evaluator metrics (CRPS as mean_wQuantileLoss, ND, NRMSE, MASE, CRPS-sum) and
+  interval coverage;
+- ``calibration.py``: split-conformal correction of any forecaster's sample paths;
+- ``baselines.py``: Seasonal Naive, a ridge forecaster, a random walk with volatility and a
+  seasonal naive with seasonal-difference noise;
 - ``plots.py``: fan charts; ``demo.py``: ``sciogen demo``.
 """
 
+from .calibration import ConformalCalibration, fit_conformal, fit_conformal_forecaster
 from .config import TimeSeriesConfig, TSDataConfig, TSDiffusionConfig, TSGuidanceConfig, TSModelConfig
+from .datasets import GluonTSDataset, load_exchange_rate_nips, read_gluonts, read_lstnet
+from .generator import TimeSeriesGenerator
+from .io import ForecastPaths
+from .metrics import crps_sum, evaluate, evaluate_dataset, interval_coverage
+from .network import TSDiffDenoiser
 from .representation import (
     NonMonotonicIndexError,
     Series,
@@ -26,11 +35,6 @@ from .representation import (
     split_past_future,
     to_pandas,
 )
-from .datasets import GluonTSDataset, load_exchange_rate_nips, read_gluonts, read_lstnet
-from .generator import TimeSeriesGenerator
-from .io import ForecastPaths
-from .metrics import evaluate, evaluate_dataset
-from .network import TSDiffDenoiser
 
 __all__ = [
     "Series", "TimeSeriesError", "UnknownFrequencyError", "NonMonotonicIndexError", "SeriesTooShortError",
@@ -38,4 +42,5 @@ __all__ = [
     "GluonTSDataset", "read_gluonts", "load_exchange_rate_nips", "read_lstnet",
     "TimeSeriesConfig", "TSDataConfig", "TSModelConfig", "TSDiffusionConfig", "TSGuidanceConfig",
     "TimeSeriesGenerator", "ForecastPaths", "TSDiffDenoiser", "evaluate", "evaluate_dataset",
+    "interval_coverage", "crps_sum", "ConformalCalibration", "fit_conformal", "fit_conformal_forecaster",
 ]

@@ -19,7 +19,20 @@ and over items:
     NRMSE              = sqrt(mean_i MSE_i) / mean_i mean_h |y_h|
     MASE               = mean_i MASE_i
 
-Rounding is NumPy's (half to even), as in GluonTS.
+Rounding is NumPy's (half to even), as in GluonTS. Beside them, calibration (not a GluonTS
+metric): the central interval at level c of item i is [q_hat((1 - c) / 2), q_hat((1 + c) / 2)]
+(the same quantile estimator), and
+
+    IntervalCoverage[c] = #{(i, h): q_hat_lo <= y_h <= q_hat_hi} / #{(i, h): y_h observed}
+
+pooled over items and steps, for c in 0.5, 0.8, 0.9 (:func:`interval_coverage`). With S = 100
+paths these intervals hold exactly 50, 80 and 90 of the paths.
+
+For D series forecast jointly, :func:`crps_sum` is GluonTS's ``MultivariateEvaluator``
+``m_sum_mean_wQuantileLoss`` as TimeGrad (Rasul et al. 2021) reports it: the paths and the
+truth summed over the D series at every step, then the mean weighted quantile loss of that
+one aggregate series over the quantiles 0.05, 0.10, .., 0.95 (a step where any series is
+missing is masked).
 """
 
 from __future__ import annotations
@@ -31,9 +44,12 @@ import numpy as np
 
 from .representation import Series, seasonality, split_past_future
 
-__all__ = ["QUANTILES", "sample_quantiles", "seasonal_error", "evaluate", "evaluate_dataset", "split_test_set"]
+__all__ = ["QUANTILES", "COVERAGE_LEVELS", "CRPS_SUM_QUANTILES", "sample_quantiles", "central_interval",
+           "interval_coverage", "crps_sum", "seasonal_error", "evaluate", "evaluate_dataset", "split_test_set"]
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+COVERAGE_LEVELS = (0.5, 0.8, 0.9)
+CRPS_SUM_QUANTILES = tuple(round(k / 20, 2) for k in range(1, 20))  # TimeGrad's MultivariateEvaluator
 
 
 def sample_quantiles(samples: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
@@ -41,6 +57,44 @@ def sample_quantiles(samples: np.ndarray, quantiles: Sequence[float]) -> np.ndar
     ordered = np.sort(np.asarray(samples, dtype=np.float64), axis=0)
     s = ordered.shape[0]
     return np.stack([ordered[int(np.round((s - 1) * q))] for q in quantiles])
+
+
+def _level(level: float, what: str = "level") -> float:
+    real = isinstance(level, (int, float, np.floating, np.integer)) and not isinstance(level, bool)
+    if not real or not 0.0 < level < 1.0:
+        raise ValueError(f"{what} must be a number strictly between 0 and 1 (e.g. 0.8 for the 80% interval), "
+                         f"got {level!r}")
+    return float(level)
+
+
+def central_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The central interval at ``level`` of sample paths: the GluonTS sample quantiles at
+    (1 - level) / 2 and (1 + level) / 2. Shapes: samples (..., S, H) -> two arrays (..., H)."""
+    level = _level(level)
+    ordered = np.sort(np.asarray(samples, dtype=np.float64), axis=-2)
+    s = ordered.shape[-2]
+    lo = ordered[..., int(np.round((s - 1) * (1.0 - level) / 2.0)), :]
+    hi = ordered[..., int(np.round((s - 1) * (1.0 + level) / 2.0)), :]
+    return lo, hi
+
+
+def interval_coverage(samples: np.ndarray, truth: np.ndarray,
+                      levels: Sequence[float] = COVERAGE_LEVELS) -> dict[float, float]:
+    """Fraction of the observed true values inside the central intervals of the paths,
+    ``{level: coverage}``, pooled over items and steps (NaN truth masked; module docstring).
+
+    Shapes: samples (B, S, H) and truth (B, H), or (S, H) and (H,).
+    """
+    samples, truth = _as_batch(samples, truth)
+    valid = ~np.isnan(truth)
+    if not valid.any():
+        raise ValueError("truth has no observed value; coverage needs at least one")
+    out = {}
+    for i, level in enumerate(levels):
+        lo, hi = central_interval(samples, _level(level, f"levels[{i}]"))
+        inside = (lo <= truth) & (truth <= hi)
+        out[float(level)] = float(inside[valid].mean())
+    return out
 
 
 def seasonal_error(past: np.ndarray, season: int) -> float:
@@ -71,8 +125,9 @@ def evaluate(
     freq: str | None = None,
     season: int | None = None,
     quantiles: Sequence[float] = QUANTILES,
+    coverage_levels: Sequence[float] = COVERAGE_LEVELS,
 ) -> dict[str, float]:
-    """GluonTS aggregate metrics of sample forecasts (see the module docstring).
+    """GluonTS aggregate metrics of sample forecasts and interval coverage (module docstring).
 
     Args:
         samples: (B, S, H) sample paths (or (S, H) for one item).
@@ -80,10 +135,13 @@ def evaluate(
         past: B arrays of the values before each window (for MASE); optional.
         freq: frequency for the MASE seasonality (or give ``season``).
         quantiles: the quantile levels of the weighted quantile loss.
+        coverage_levels: the central intervals whose coverage is reported.
 
     Returns:
         ``CRPS`` (= ``mean_wQuantileLoss``), ``ND``, ``NRMSE``, ``MSE``, ``abs_error``,
-        ``abs_target_sum``, ``wQuantileLoss[q]``, ``Coverage[q]`` and, with a past, ``MASE``.
+        ``abs_target_sum``, ``wQuantileLoss[q]``, ``Coverage[q]`` (GluonTS's: the fraction of
+        values below the q quantile), ``IntervalCoverage[c]`` (:func:`interval_coverage`) and,
+        with a past, ``MASE``.
     """
     samples, truth = _as_batch(samples, truth)
     valid = ~np.isnan(truth)
@@ -117,6 +175,9 @@ def evaluate(
         out[f"Coverage[{level}]"] = float(cov)
     out["mean_wQuantileLoss"] = float(np.mean(wql))
     out["CRPS"] = out["mean_wQuantileLoss"]
+    if coverage_levels:
+        for level, cov in interval_coverage(samples, truth, coverage_levels).items():
+            out[f"IntervalCoverage[{level}]"] = cov
     if past is not None:
         m = season if season is not None else (seasonality(freq) if freq else 1)
         errs = np.array([seasonal_error(p, m) for p in past])
@@ -124,6 +185,24 @@ def evaluate(
             mase = (abs_error / count) / errs
         out["MASE"] = float(np.nanmean(mase))
     return out
+
+
+def crps_sum(samples: np.ndarray, truth: np.ndarray, quantiles: Sequence[float] = CRPS_SUM_QUANTILES) -> float:
+    """CRPS-sum of joint forecasts of D series (module docstring): the paths summed over the
+    series, scored as one series. Paths of univariate models taken together treat the series
+    as independent.
+
+    Shapes: samples (B, S, D, H) (B forecast windows, S joint paths, D series) and truth
+    (B, D, H); or (S, D, H) and (D, H) for one window.
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if samples.ndim == 3 and truth.ndim == 2:
+        samples, truth = samples[None], truth[None]
+    if samples.ndim != 4 or truth.ndim != 3 or samples.shape[:1] + samples.shape[2:] != truth.shape:
+        raise ValueError(f"expected samples (B, S, D, H) and truth (B, D, H) (or (S, D, H) and (D, H)), "
+                         f"got {samples.shape} and {truth.shape}")
+    return evaluate(samples.sum(axis=2), truth.sum(axis=1), quantiles=quantiles, coverage_levels=())["CRPS"]
 
 
 def split_test_set(test: Sequence[Series], prediction_length: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -144,6 +223,7 @@ def evaluate_dataset(
     freq: str,
     *,
     quantiles: Sequence[float] = QUANTILES,
+    coverage_levels: Sequence[float] = COVERAGE_LEVELS,
 ) -> dict[str, float]:
     """Forecast every test window with ``predict(pasts, prediction_length) -> (B, S, H)`` and
     return the GluonTS metrics plus ``seconds`` (wall time) and ``seconds_per_series``."""
@@ -151,7 +231,7 @@ def evaluate_dataset(
     start = time.perf_counter()
     samples = np.asarray(predict(pasts, prediction_length))
     seconds = time.perf_counter() - start
-    out = evaluate(samples, truth, past=pasts, freq=freq, quantiles=quantiles)
+    out = evaluate(samples, truth, past=pasts, freq=freq, quantiles=quantiles, coverage_levels=coverage_levels)
     out["seconds"] = seconds
     out["seconds_per_series"] = seconds / len(pasts)
     out["num_series"] = len(pasts)
