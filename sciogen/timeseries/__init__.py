@@ -9,7 +9,10 @@ windows, with forecasting and imputation by observation self-guidance.
 - :class:`TimeSeriesGenerator` (``generator.py``): fit / sample / forecast / impute / save / load;
 - ``metrics.py``: GluonTS's Evaluator metrics (CRPS as mean_wQuantileLoss, ND, NRMSE, MASE, CRPS-sum) and
   interval coverage;
-- ``calibration.py``: split-conformal correction of any forecaster's sample paths;
+- ``calibration.py``: split-conformal correction of any forecaster's sample paths
+  (``gen.calibrate(series)`` -> ``gen.forecast(..., calibration=cal)``);
+- ``gluonts_interop.py``: GluonTS datasets in, ``SampleForecast`` out, ``SciogenPredictor`` for
+  GluonTS's ``Evaluator`` / backtests (gluonts optional), long-format forecast frames;
 - ``baselines.py``: Seasonal Naive, a ridge forecaster, a random walk with volatility and a
   seasonal naive with seasonal-difference noise;
 - ``plots.py``: fan charts; ``demo.py``: ``sciogen demo``.
@@ -19,6 +22,7 @@ from .calibration import ConformalCalibration, fit_conformal, fit_conformal_fore
 from .config import TimeSeriesConfig, TSDataConfig, TSDiffusionConfig, TSGuidanceConfig, TSModelConfig
 from .datasets import GluonTSDataset, load_exchange_rate_nips, read_gluonts, read_lstnet
 from .generator import TimeSeriesGenerator
+from .gluonts_interop import SciogenPredictor, from_gluonts, to_long_frame, to_sample_forecasts
 from .io import ForecastPaths
 from .metrics import crps_sum, evaluate, evaluate_dataset, interval_coverage
 from .network import TSDiffDenoiser
@@ -43,4 +47,5 @@ __all__ = [
     "TimeSeriesConfig", "TSDataConfig", "TSModelConfig", "TSDiffusionConfig", "TSGuidanceConfig",
     "TimeSeriesGenerator", "ForecastPaths", "TSDiffDenoiser", "evaluate", "evaluate_dataset",
     "interval_coverage", "crps_sum", "ConformalCalibration", "fit_conformal", "fit_conformal_forecaster",
+    "SciogenPredictor", "from_gluonts", "to_sample_forecasts", "to_long_frame",
 ]

@@ -6,6 +6,28 @@
     >>> table = gen.forecast_frame(series, 30)                  # quantiles, time index
     >>> filled = gen.impute(series_with_nans, num_samples=50)   # (50, len(series))
     >>> synthetic = gen.sample(16, length=390)                  # (16, 390)
+    >>> cal = gen.calibrate(train_series, windows=5, num_samples=100)     # split conformal
+    >>> paths = gen.forecast(context, 30, 100, calibration=cal)           # corrected intervals
+
+One return type per call:
+
+- :meth:`~TimeSeriesGenerator.forecast`: :class:`~sciogen.timeseries.io.ForecastPaths`, a float64
+  ``numpy.ndarray`` subclass, (S, H) for one series and (B, S, H) for several, carrying the
+  series' ``item_ids`` and the forecast steps' ``timestamps`` (None without dates);
+- :meth:`~TimeSeriesGenerator.forecast_frame`: a ``pandas.DataFrame`` for *one* series, indexed
+  by the forecast steps' timestamps (a ``DatetimeIndex``; a ``RangeIndex`` ``step`` 1 .. H for a
+  context without dates), columns ``mean`` then one per quantile named ``f"{q:g}"``
+  (``"0.05"``, ``"0.1"`` ...); the long format over several series (``item_id``,
+  ``timestamp``, ``mean``, quantiles, optional ``sample_<k>``) is
+  :func:`sciogen.timeseries.gluonts_interop.to_long_frame` of a :meth:`forecast`;
+- :meth:`~TimeSeriesGenerator.sample`: a float32 ``torch.Tensor`` (n, L) of synthetic series
+  without ``context``; with ``context`` the :class:`ForecastPaths` of :meth:`forecast`;
+- :meth:`~TimeSeriesGenerator.impute`: a float64 ``numpy.ndarray`` (S, T);
+- :meth:`~TimeSeriesGenerator.calibrate`: a
+  :class:`~sciogen.timeseries.calibration.ConformalCalibration`.
+
+GluonTS (optional) reads and scores these through :mod:`sciogen.timeseries.gluonts_interop`
+(``SciogenPredictor(gen)`` for ``make_evaluation_predictions`` and ``Evaluator``).
 
 Training (:meth:`fit`) draws windows of ``max_lag + context + prediction`` values, normalises
 each by its context, adds the lag channels and minimises the DDPM noise-prediction loss
@@ -28,11 +50,13 @@ from sciogen.diffusion import DiscreteSchedule, GaussianProcess
 from sciogen.train.checks import finite_array, finite_number, optional_positive_int, positive_int
 from sciogen.train.generator import Generator
 
+from .calibration import ConformalCalibration, fit_conformal_forecaster
 from .config import TimeSeriesConfig
 from .datasets import load_registered
 from .features import WindowDataset, context_stats, make_state
 from .forecast import check_finite, check_stats, forecast_samples, guided_sample, unnormalize
 from .io import ForecastPaths
+from .metrics import COVERAGE_LEVELS
 from .network import TSDiffDenoiser
 from .representation import Series, SeriesTooShortError, default_prediction_length, from_pandas, lags_for_freq, normalize_freq
 from .tables import SeriesData, read_series
@@ -502,7 +526,8 @@ class TimeSeriesGenerator(Generator):
 
     @torch.no_grad()
     def forecast(self, context: Any, prediction_length: int | None = None, num_samples: int | None = None, *,
-                 seed: int | None = None, **guidance) -> np.ndarray:
+                 seed: int | None = None, calibration: ConformalCalibration | None = None,
+                 **guidance) -> ForecastPaths:
         """Sample paths of the future of ``context`` in the units of the context.
 
         Args:
@@ -513,20 +538,28 @@ class TimeSeriesGenerator(Generator):
                 generated block by block, each block guided by the values before it.
             num_samples: paths (default ``config.guidance.num_samples``).
             seed: for reproducible paths.
+            calibration: a split-conformal correction (:meth:`calibrate`) applied to the paths
+                (:meth:`ConformalCalibration.apply`: each path's deviation from the median
+                scaled so that the central intervals get the calibrated widths); it must
+                have been fitted with ``num_samples`` paths.
             **guidance: overrides of ``config.guidance`` (solver, steps, scale, loss, eta,
                 replace, batch_size); ``**gen.FAST_GUIDANCE`` for the fast setting.
 
         Returns:
-            (num_samples, prediction_length) for one series, (B, num_samples,
-            prediction_length) for several.
+            :class:`~sciogen.timeseries.io.ForecastPaths` (a float64 ndarray with ``item_ids``
+            and ``timestamps``): (num_samples, prediction_length) for one series,
+            (B, num_samples, prediction_length) for several.
         """
         horizon = optional_positive_int("prediction_length", prediction_length) or self.prediction_length
         n = optional_positive_int("num_samples", num_samples) or self.config.guidance.num_samples
         opts = self._guidance(**guidance)
+        _check_calibration(calibration, n)
         generator = _generator(self.device, seed)
         pasts, single, series, names = self._pasts(context)
         self._check_context(pasts)
         out = self._forecast_blocks(pasts, horizon, n, generator, opts)
+        if calibration is not None:
+            out = calibration.apply(out)
         stamps = [s.future_index(horizon) for s in series] if series is not None else None
         return ForecastPaths(out[0], names, stamps) if single else ForecastPaths(out, names, stamps)
 
@@ -572,12 +605,50 @@ class TimeSeriesGenerator(Generator):
             setattr(self.config.guidance, key, value)
         return scores
 
+    def calibrate(self, series: Any, windows: int = 5, num_samples: int | None = None, *,
+                  levels: Sequence[float] = COVERAGE_LEVELS, seed: int | None = 0, **guidance) -> ConformalCalibration:
+        """Split-conformal interval factors (:mod:`sciogen.timeseries.calibration`) fitted on
+        forecasts of the last ``windows`` rolling windows of ``series`` (each window forecast
+        from the values before it only), to pass to :meth:`forecast` / :meth:`forecast_frame`
+        as ``calibration=``.
+
+        Give series the model was *not* tested on: the training range's last windows (ideally
+        held out from training, ``data.holdout_windows``; windows the model was trained on
+        give it too little correction). Calibrate with the ``num_samples`` and guidance you
+        will forecast with.
+
+        Args:
+            series: what :meth:`forecast` takes as a context (one or several series), each
+                at least ``context_length + windows * prediction_length`` values long.
+            windows: calibration windows per series (of the trained prediction length).
+            num_samples: paths per forecast (default ``config.guidance.num_samples``).
+            levels: the central interval levels to calibrate, e.g. (0.5, 0.8, 0.9).
+            seed: randomness of the calibration forecasts.
+            **guidance: overrides of ``config.guidance``, as in :meth:`forecast`.
+
+        Returns:
+            :class:`~sciogen.timeseries.calibration.ConformalCalibration`.
+        """
+        n = optional_positive_int("num_samples", num_samples) or self.config.guidance.num_samples
+        self._guidance(**guidance)  # unknown or invalid options, before any forecast
+        pasts, _, items, _ = self._pasts(series, "series")
+        items = items if items is not None else pasts
+
+        def predict(contexts: list[np.ndarray], horizon: int) -> np.ndarray:
+            return np.asarray(self.forecast(contexts, horizon, n, seed=seed, **guidance))
+
+        return fit_conformal_forecaster(predict, items, self.prediction_length, num_windows=windows, levels=levels)
+
     def forecast_frame(self, context: Any, prediction_length: int | None = None, num_samples: int | None = None, *,
                        quantiles: Sequence[float] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95), seed: int | None = None,
-                       **guidance):
-        """A forecast as a pandas DataFrame: ``mean`` and quantile columns over a time index
-        following the context (one series; a ``pd.Series`` or :class:`Series` context gives
-        timestamps, an array gives steps 1..H)."""
+                       calibration: ConformalCalibration | None = None, **guidance):
+        """A forecast of one series as a ``pandas.DataFrame`` (H rows): column ``mean``, then one
+        column per quantile named ``f"{q:g}"`` (GluonTS's sample quantiles), indexed by the
+        forecast steps' timestamps (a ``DatetimeIndex`` for a ``pd.Series`` or :class:`Series`
+        context) or by a ``RangeIndex`` ``step`` 1 .. H (an array context). ``calibration``
+        as in :meth:`forecast` (the quantiles are those of the corrected paths). For several
+        series in long format use
+        ``sciogen.timeseries.gluonts_interop.to_long_frame(gen.forecast(...))``."""
         import pandas as pd
 
         from .io import forecast_frame
@@ -589,7 +660,7 @@ class TimeSeriesGenerator(Generator):
         _, single, series, _ = self._pasts(context)
         if not single:
             raise ValueError("forecast_frame takes one series; call it per series")
-        paths = self.forecast(context, prediction_length, num_samples, seed=seed, **guidance)
+        paths = self.forecast(context, prediction_length, num_samples, seed=seed, calibration=calibration, **guidance)
         index = series[0].future_index(paths.shape[-1]) if series else pd.RangeIndex(1, paths.shape[-1] + 1, name="step")
         return forecast_frame(paths, index, quantiles)
 
@@ -744,6 +815,17 @@ def _checked_guidance(opts: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(opts["replace"], (bool, np.bool_)):
         raise ValueError(f"replace must be True or False, got {opts['replace']!r}")
     return opts
+
+
+def _check_calibration(calibration: Any, num_samples: int) -> None:
+    if calibration is None:
+        return
+    if not isinstance(calibration, ConformalCalibration):
+        raise TypeError(f"calibration must be a ConformalCalibration (gen.calibrate(...)), got {type(calibration).__name__}")
+    if calibration.num_samples != num_samples:
+        raise ValueError(f"the calibration was fitted on forecasts of {calibration.num_samples} paths; forecast with "
+                         f"num_samples={calibration.num_samples} or calibrate again with num_samples={num_samples} "
+                         "(the corrected quantile ranks depend on it)")
 
 
 def _generator(device: torch.device, seed: Any) -> torch.Generator:
