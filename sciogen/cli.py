@@ -5,6 +5,7 @@
     sciogen evaluate DOMAIN FILE [--reference REF] [--download] [--json]
     sciogen list
     sciogen info NAME_OR_CKPT
+    sciogen tune-solver NAME_OR_CKPT --steps N [--solver S] [--samples 100] --out MODEL_OUT
     sciogen conformers SMILES -n N --out FILE.sdf [--model NAME_OR_CKPT] [--steps S --seed K]
     sciogen demo [--out DIR] [--domain NAME ...] [--quick]
 
@@ -23,7 +24,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "TUNE_SOLVER_DOMAINS"]
+
+#: the domains whose generators implement ``tune_grid`` (``sciogen tune-solver``)
+TUNE_SOLVER_DOMAINS = ("toy",)
 
 
 def _add_debug(parser: argparse.ArgumentParser, top: bool = False) -> None:
@@ -54,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("list", "list shipped models, domains and datasets"),):
         _add_debug(sub.add_parser(name, help=text))
     _export_parser(sub)
+    _tune_solver_parser(sub)
     info = sub.add_parser("info", help="describe a shipped model or a checkpoint")
     info.add_argument("target", metavar="NAME_OR_CKPT")
     _add_debug(info)
@@ -121,6 +126,27 @@ def _export_parser(sub) -> None:
     p.add_argument("--data", help="data a domain chooses its defaults on (time series: the guidance; "
                                   "default: the run's own training data)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _add_debug(p)
+
+
+def _tune_solver_parser(sub) -> None:
+    p = sub.add_parser(
+        "tune-solver", help="search a model's sampling times for a few solver steps (a tuned time grid)",
+        description="Search the STEPS sampling times that bring the solver closest to the model's own many-step "
+                    "solution from the same noises (sciogen.diffusion.search_grid), and write the model with the "
+                    "grid stored in its metadata; sample with it in Python: sample(n, steps=STEPS, grid='tuned'). "
+                    f"Domains: {', '.join(TUNE_SOLVER_DOMAINS)}.")
+    p.add_argument("model", metavar="MODEL", help="shipped model name, checkpoint file or run folder")
+    p.add_argument("--steps", type=int, required=True, help="solver steps of the grid (>= 2)")
+    p.add_argument("--solver", help="a deterministic solver: unipc, dpm++2m, dpm++3m, ddim, euler or heun "
+                                    "(default: the model's config)")
+    p.add_argument("--samples", type=int, default=100, help="starting noises the grid is fitted on (default 100)")
+    p.add_argument("--iterations", type=int, default=60, help="search generations at most (default 60)")
+    p.add_argument("--teacher-steps", type=int, default=200, help="steps of the teacher solution (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the search (default 0)")
+    p.add_argument("--out", required=True, metavar="MODEL_OUT", help="the model file to write (.pt)")
+    p.add_argument("--force", action="store_true", help="replace MODEL_OUT if it exists")
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda:0, ...")
     _add_debug(p)
 
 
@@ -325,6 +351,37 @@ def _cmd_conformers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune_solver(args: argparse.Namespace) -> int:
+    import torch
+
+    from sciogen.data.output import check_destination, write_atomically
+    from sciogen.registry import get_domain, read_checkpoint
+    from sciogen.train.checkpoint import save_checkpoint
+    from sciogen.train.generator import Generator
+
+    checkpoint, where = read_checkpoint(args.model)
+    domain = str(checkpoint.get("domain"))
+    generator_cls = get_domain(domain).generator_class()
+    if generator_cls.tune_grid is Generator.tune_grid:
+        raise ValueError(f"sciogen tune-solver: the {domain!r} domain has no tuned time grids (its sampler is not one "
+                         f"core ODE solver over one Gaussian state); domains that have them: {', '.join(TUNE_SOLVER_DOMAINS)}")
+    out = check_destination(args.out, (".pt",), force=args.force, name="--out")
+    generator = generator_cls.from_checkpoint(checkpoint, device=args.device)
+    found = generator.tune_grid(args.steps, solver=args.solver, samples=args.samples, teacher_steps=args.teacher_steps,
+                                iterations=args.iterations, generator=torch.Generator().manual_seed(args.seed))
+    # the input file with the grids added: weights, precision and every other metadata entry unchanged
+    tuned = {**checkpoint, "metadata": {**(checkpoint.get("metadata") or {}), "tuned_grids": generator.tuned_grids}}
+    path = write_atomically(lambda ckpt, dest: save_checkpoint(ckpt, dest), tuned, out)
+    key = next(k for k, v in generator.tuned_grids.items() if v == found.times.tolist())
+    print(f"tuned grid {key} of {where}: " + ", ".join(f"{t:.4g}" for t in found.times.tolist()))
+    print(f"mean distance to the {args.teacher_steps}-step solution on {found.samples} noises: "
+          f"{found.default_loss:.4g} (default grid) -> {found.loss:.4g} (tuned); {found.evaluations} grids, "
+          f"{found.model_calls} model calls of {found.samples} samples, {found.seconds:.1f} s")
+    print(f"wrote {path}; sample with grid='tuned', e.g. sciogen.load({str(path)!r}).sample(1000, steps={args.steps}, "
+          f"solver={key.split('/')[0]!r}, grid='tuned')")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import yaml
 
@@ -406,7 +463,7 @@ def _dispatch(args: argparse.Namespace, rest: list[str], parser: argparse.Argume
     if args.command == "sample":
         return _cmd_sample(args, rest, parser)
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "list": _cmd_list, "info": _cmd_info,
-                "demo": _cmd_demo, "export": _cmd_export, "conformers": _cmd_conformers}
+                "demo": _cmd_demo, "export": _cmd_export, "conformers": _cmd_conformers, "tune-solver": _cmd_tune_solver}
     return handlers[args.command](args)
 
 

@@ -33,6 +33,7 @@ from .solvers import SOLVERS
 from .testing import sample_torus
 from .times import masked_mean, stratified_times
 from .torus import WrappedNormalProcess, wrap_displacement, wrap_fractional
+from .tuning import ODE_SOLVERS, TunedGrid, search_grid, tune_grid
 
 __all__ = [
     "Schedule", "LinearSchedule", "CosineSchedule", "DiscreteSchedule", "FlowSchedule", "VESchedule",
@@ -41,6 +42,7 @@ __all__ = [
     "WrappedNormalProcess", "sample_torus", "wrap_fractional", "wrap_displacement",
     "JointProcess", "stratified_times", "masked_mean", "PREDICTIONS", "convert", "to_x0", "to_eps", "from_x0", "expand_time",
     "sample", "time_grid", "make_denoiser", "SOLVERS", "GRIDS", "default_grid",
+    "tune_grid", "search_grid", "TunedGrid", "ODE_SOLVERS",
     "classifier_free", "inpaint", "repaint", "smc_inpaint", "observation_guidance",
     "GaussianMixture",
 ]

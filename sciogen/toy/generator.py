@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sciogen.diffusion import GaussianMixture, GaussianProcess, sample
+from sciogen.diffusion import GaussianMixture, GaussianProcess, TunedGrid, sample, search_grid
 from sciogen.train.generator import Generator
 from sciogen.train.trainer import ValidateFn
 
@@ -36,7 +36,9 @@ class VectorGenerator(Generator):
     """Generates vectors (N, D). Domain name ``"toy"``; config :class:`ToyConfig`.
 
     ``fit(data)`` accepts a tensor / NumPy array (N, D) or a path (.csv, .npy, .pt); with no
-    data it uses ``config.data``. ``sample(n)`` returns a float32 tensor (n, D) in data units.
+    data it uses ``config.data``. ``sample(n)`` returns a float32 tensor (n, D) in data units;
+    ``sample(n, steps=5, grid="tuned")`` uses the times :meth:`tune_grid` stored for the solver
+    and steps (``grid`` may also be ``"uniform"``, ``"logsnr"`` or ``"karras"``).
     """
 
     domain = "toy"
@@ -108,15 +110,34 @@ class VectorGenerator(Generator):
         return self.process.loss(model, batch, generator=generator)
 
     def sample_batch(
-        self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str, **conditions
+        self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
+        grid: str | None = None, **conditions
     ) -> torch.Tensor:
         if conditions:
             raise ValueError(f"the toy domain takes no sampling conditions, got {sorted(conditions)}")
         d = self.config.diffusion
         device = next(model.parameters()).device
+        times = self.tuned_grid(solver, steps) if isinstance(grid, str) and grid == "tuned" else grid
         x_T = self.process.prior((n, self.config.data.dim), generator=generator, device=device)
-        x0 = sample(model, x_T, schedule=d.schedule, prediction=d.prediction, solver=solver, steps=steps, generator=generator)
+        x0 = sample(model, x_T, schedule=d.schedule, prediction=d.prediction, solver=solver, steps=steps,
+                    generator=generator, grid=times)
         return x0 * self.scale.to(device) + self.shift.to(device)
+
+    def tune_grid(self, steps: int, solver: str | None = None, samples: int = 100, **options: Any) -> TunedGrid:
+        """Search the ``steps`` sampling times of ``solver`` (default: ``config.sampling.solver``) that
+        bring the EMA model closest to its own many-step solution, from ``samples`` noises, and store
+        them under ``"<solver>/<steps>"`` for ``sample(..., grid="tuned")`` (saved with the model).
+
+        ``options``: those of :func:`sciogen.diffusion.search_grid` (``teacher_steps``,
+        ``iterations``, ``generator``, ...). Returns its :class:`~sciogen.diffusion.TunedGrid`.
+        """
+        solver = solver or self._sampling_defaults().solver
+        d = self.config.diffusion
+        model = self.sampling_model.eval()
+        found = search_grid(model, self.process.schedule, d.prediction, solver, steps, shape=(self.config.data.dim,),
+                            samples=samples, device=self.device, **options)
+        self.tuned_grids[f"{solver}/{int(steps)}"] = found.times.tolist()
+        return found
 
     # -- metadata, validation, evaluation --------------------------------------------------------
 

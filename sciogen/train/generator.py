@@ -123,6 +123,8 @@ class Generator(abc.ABC):
         self.trained_steps = 0
         #: records of the training data that could not be used (filled by training_data)
         self.data_log = RecordLog()
+        #: tuned sampling times by ``"<solver>/<steps>"`` (:meth:`tune_grid`), saved in the metadata
+        self.tuned_grids: dict[str, list[float]] = {}
 
     # -- what a domain implements ---------------------------------------------------------
 
@@ -356,6 +358,26 @@ class Generator(abc.ABC):
         generator = make_generator(derive_seed(seed, index), self.device)
         return _to_cpu(self.sample_batch(model, size, generator=generator, steps=steps, solver=solver, **conditions))
 
+    def tune_grid(self, steps: int, solver: str | None = None, samples: int = 100, **options: Any) -> Any:
+        """Search the ``steps`` sampling times of ``solver`` against a many-step teacher
+        (:func:`sciogen.diffusion.search_grid`) and store them in :attr:`tuned_grids`, for
+        ``sample(..., grid="tuned")``. A domain whose sampler is one core ODE solver over one
+        Gaussian state implements it (toy); the others refuse."""
+        raise ValueError(f"the {self.domain!r} domain has no tuned time grids: its sampler is not one core ODE "
+                         "solver over one Gaussian state")
+
+    def tuned_grid(self, solver: str, steps: int) -> torch.Tensor:
+        """The stored tuned times of ``solver`` with ``steps`` steps (float64, decreasing to 0)."""
+        key = f"{solver}/{int(steps)}"
+        if key not in self.tuned_grids:
+            stored = ", ".join(sorted(self.tuned_grids)) or "none"
+            raise ValueError(
+                f"grid='tuned': this {self.domain} model has no tuned time grid for solver {solver!r} with {steps} steps "
+                f"(stored: {stored}); compute one with `sciogen tune-solver MODEL --steps {steps} --solver {solver} "
+                f"--out MODEL_OUT` or generator.tune_grid({steps}, solver={solver!r}) and save the generator"
+            )
+        return torch.tensor(self.tuned_grids[key], dtype=torch.float64)
+
     def evaluate(self, samples: Any, reference: Any = None) -> dict[str, float]:
         """The domain's metrics of ``samples`` (reference default: :meth:`reference_data`)."""
         return self.evaluate_samples(samples, reference if reference is not None else self.reference_data())
@@ -371,6 +393,8 @@ class Generator(abc.ABC):
 
         header = self._header()
         header["metadata"] = {**header["metadata"], "trained_steps": self.trained_steps}
+        if self.tuned_grids:
+            header["metadata"]["tuned_grids"] = {k: [float(t) for t in v] for k, v in self.tuned_grids.items()}
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "sciogen_version": __version__, **header,
             "model": self.model.state_dict(),
@@ -430,6 +454,7 @@ class Generator(abc.ABC):
             )
         generator = cls(from_dict(cls.config_class, checkpoint["config"]))
         generator.load_metadata(checkpoint.get("metadata") or {})
+        generator.tuned_grids = _tuned_grids((checkpoint.get("metadata") or {}).get("tuned_grids"))
         _load_weights(generator.model, checkpoint["model"], "model")
         if checkpoint.get("ema") is not None:
             generator.ema_model = copy.deepcopy(generator.model).eval().requires_grad_(False)
@@ -447,6 +472,19 @@ def _load_weights(module: nn.Module, weights: Mapping[str, Any], key: str) -> No
             f"the checkpoint's {key!r} weights do not fit the network its config describes (edited config or "
             f"a file from another version?): {str(err).splitlines()[0]}"
         ) from None
+
+
+def _tuned_grids(stored: Any) -> dict[str, list[float]]:
+    """The checkpoint's ``metadata["tuned_grids"]``, checked: {"<solver>/<steps>": decreasing times}."""
+    grids: dict[str, list[float]] = {}
+    for key, times in (stored or {}).items():
+        times = [float(t) for t in times] if isinstance(times, (list, tuple)) else []
+        solver, _, steps = str(key).partition("/")
+        if not (solver and steps.isdigit() and len(times) == int(steps) + 1 and all(a > b for a, b in zip(times, times[1:]))):
+            raise CheckpointError(f"the checkpoint's tuned time grid {key!r} is malformed: expected "
+                                  "'<solver>/<steps>' with steps + 1 decreasing times")
+        grids[str(key)] = times
+    return grids
 
 
 def _replace(config: Any, options: Mapping[str, Any], section: str) -> Any:
