@@ -26,6 +26,8 @@ from .representation import (
     from_tensors,
     to_tensors,
 )
+from .screening import CrystalSamples, screening_table
+from .symmetry import SpaceGroupError, space_group, space_group_distribution, space_group_rate
 
 __all__ = [
     "CrystalGenerator", "CrystalConfig", "CSPNet", "CSPNetConfig",
@@ -34,4 +36,5 @@ __all__ = [
     "write_cif", "write_structures",
     "CrystalError", "CifParseError", "PartialOccupancyError", "UnknownElementError", "CrystalTooLargeError",
     "CrystalSpec", "CrystalTensors", "to_tensors", "from_tensors",
+    "CrystalSamples", "screening_table", "SpaceGroupError", "space_group", "space_group_rate", "space_group_distribution",
 ]

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -44,6 +45,7 @@ from .diffcsp import CrystalProcesses, crystal_loss, sample_crystals
 from .io import OUTPUT_SUFFIXES, read_samples, write_structures
 from .network import CSPNet, CSPNetConfig
 from .representation import CrystalSpec, CrystalTensors, UnknownElementError, from_tensors, parse_composition
+from .screening import CrystalSamples
 from .unigenx import CrystalTokenizer, build_unigenx, sample_unigenx, unigenx_loss
 
 __all__ = ["CrystalGenerator"]
@@ -77,7 +79,7 @@ class CrystalGenerator(Generator):
 
     domain = "crystals"
     sample_conditions = True
-    per_sample_conditions = ("types", "cond", "cond_mask")  # rows per sample, sliced by chunk
+    per_sample_conditions = ("types", "cond", "cond_mask", "templates")  # rows per sample, sliced by chunk
     record_name = "crystals"
     config_class = CrystalConfig
     data_options = ("column", "condition_on", "download")
@@ -277,6 +279,15 @@ class CrystalGenerator(Generator):
         parser.add_argument("--temperature", type=float, help="UniGenX models: scale of each number's starting noise")
         parser.add_argument("--guidance", type=float,
                             help="classifier-free guidance scale of --condition (default: the model's, 1 = none)")
+        parser.add_argument("--space-group", dest="space_group", metavar="GROUP",
+                            help="CSPNet models: generate in this space group, a number or symbol (221, Pm-3m)")
+        parser.add_argument("--wyckoff", metavar="LABELS",
+                            help="with --space-group: the Wyckoff positions of every sample, e.g. '1a 1b 3c' "
+                                 "(default: the templates of the reference crystals in that group)")
+        parser.add_argument("--reference", metavar="PATH",
+                            help="crystals (CIF folder, CDVAE CSV, extxyz) for the novelty column of an --out "
+                                 "folder's summary.csv and the Wyckoff templates of --space-group (default: the "
+                                 "model's training data where it can be read)")
 
     def composition_types(self, composition: Any, n: int) -> torch.Tensor:
         """Element indices (n, N) (-1 padding) for one composition or a list of n compositions
@@ -329,15 +340,28 @@ class CrystalGenerator(Generator):
 
     @torch.no_grad()
     def sample(self, n: int, *, composition: Any = None, condition: Any = None, guidance: float | None = None,
-               **kwargs) -> Any:
+               space_group: Any = None, wyckoff: Any = None, reference: Any = None, **kwargs) -> Any:
         """Draw ``n`` crystals: of the given ``composition`` (CSP; one, or one per sample)
         or de novo. Other options: ``steps``, ``solver``, ``seed``, ``batch_size``,
         ``tensors=True`` (raw tensors instead of Structures); CSPNet models:
         ``corrector_steps``, ``step_lr``, and for models trained with conditions
         ``condition={"name": value}`` with ``guidance`` (classifier-free
-        scale, default ``sampling.guidance``); UniGenX models: ``temperature``, ``token_temperature``."""
+        scale, default ``sampling.guidance``); UniGenX models: ``temperature``, ``token_temperature``.
+
+        ``space_group`` (CSPNet models; a number or symbol, one or one per sample) keeps every
+        sample in that group (:mod:`sciogen.crystals.symmetry`): each sample gets a Wyckoff
+        template, ``wyckoff`` (e.g. ``"1a 1b 3c"``) or else one of the ``reference`` crystals'
+        templates in the group that fits (default reference: the model's training data where it
+        can be read), or else any assignment that fits. A composition no assignment fits raises
+        :class:`~sciogen.crystals.symmetry.SpaceGroupError`.
+
+        Returns a :class:`~sciogen.crystals.screening.CrystalSamples` list (Structures, None where a
+        lattice came out degenerate) that remembers the request, for :meth:`write_samples`;
+        ``reference`` (Structures or a path) is also what its novelty column is measured against.
+        """
         n = positive_int("n", n)
         _check_sample_options(kwargs)
+        requested: dict[str, Any] = {}
         if composition is not None:
             kwargs["types"] = self.composition_types(composition, n)
         if condition:
@@ -346,20 +370,75 @@ class CrystalGenerator(Generator):
                                   else finite_number("guidance", guidance))
             if not kwargs["guidance"] >= 0:
                 raise ValueError(f"guidance must be >= 0, got {guidance}")
+            requested.update(condition=dict(condition), guidance=kwargs["guidance"])
         elif guidance is not None:
             raise ValueError("guidance= is classifier-free guidance on a condition; give condition={name: value} too"
                              if self.conditions else
                              "guidance= is classifier-free guidance on conditions; this model was trained without any")
-        return super().sample(n, **kwargs)
+        references = _References(self, reference)
+        templates = None
+        if space_group is not None:
+            templates = self._space_group_templates(n, space_group, wyckoff, references, kwargs)
+            requested.update(space_group=[t.group for t in templates],
+                             wyckoff_prior="given" if wyckoff is not None else references.prior_source)
+        elif wyckoff is not None:
+            raise ValueError("wyckoff= names the Wyckoff positions of a space group; give space_group= too")
+        out = super().sample(n, **kwargs)
+        if not isinstance(out, list):
+            return out
+        return CrystalSamples(out, requested, None if templates is None else [str(t) for t in templates],
+                              references.structures)
+
+    def _space_group_templates(self, n: int, space_group: Any, wyckoff: Any, references: "_References",
+                               kwargs: dict) -> list:
+        """One Wyckoff template per sample (drawn with the sampling seed, which is fixed here when
+        None); sets ``kwargs`` ``templates`` and, for CSP, ``types`` laid out orbit by orbit."""
+        from sciogen.train import distributed
+
+        from .symmetry import _group_number, choose_templates
+
+        if self.config.model.kind != "cspnet":
+            raise ValueError(f"space_group= projects the CSPNet sampler's steps; this model is {self.config.model.kind!r} "
+                             "(use a CSPNet model, e.g. crystals/perov5)")
+        if isinstance(space_group, Sequence) and not isinstance(space_group, str):
+            groups = [_group_number(g) for g in space_group]
+            if len(groups) != n:
+                raise ValueError(f"space_group: {len(groups)} groups for n={n} samples; give one, or one per sample")
+        else:
+            groups = [_group_number(space_group)] * n
+        if kwargs.get("seed") is None:
+            kwargs["seed"] = distributed.broadcast_object(int(torch.randint(2**62, ()).item()))
+        rng = np.random.default_rng([positive_int("seed", kwargs["seed"], minimum=0), 26])
+        types = kwargs.get("types")
+        compositions = None if types is None else [[self.spec.elements[int(j)] for j in row if j >= 0] for row in types]
+        prior = references.templates() if wyckoff is None else None
+        templates: list = [None] * n
+        for group in sorted(set(groups)):
+            rows = [i for i, g in enumerate(groups) if g == group]
+            chosen = choose_templates(group, len(rows), rng, atom_counts=self.atom_count_probs.numpy(),
+                                      compositions=None if compositions is None else [compositions[i] for i in rows],
+                                      wyckoff=wyckoff, prior=prior, max_atoms=self.spec.max_atoms)
+            for i, t in zip(rows, chosen):
+                templates[i] = t
+        kwargs["templates"] = templates
+        if types is not None:
+            laid = torch.full((n, max(t.num_atoms for t in templates)), -1, dtype=torch.long)
+            for i, t in enumerate(templates):
+                zs = [z for z, label in zip(t.elements, t.labels) for _ in range(t.cell.multiplicity(label))]
+                laid[i, :len(zs)] = torch.tensor([self.spec.index(z) for z in zs])
+            kwargs["types"] = laid
+        return templates
 
     def sample_batch(self, model: nn.Module, n: int, *, generator: torch.Generator, steps: int, solver: str,
                      types: torch.Tensor | None = None, corrector_steps: int | None = None,
                      step_lr: float | None = None, temperature: float | None = None,
                      token_temperature: float | None = None, tensors: bool = False,
                      cond: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None,
-                     guidance: float = 1.0) -> Any:
+                     guidance: float = 1.0, templates: Sequence | None = None) -> Any:
         s = self.config.sampling
         if self.config.model.kind == "unigenx":
+            if templates is not None:
+                raise ValueError("space groups are imposed on CSPNet models only; this one is UniGenX")
             if cond is not None:
                 raise ValueError("conditions belong to CSPNet models trained with --condition-on; this one is UniGenX")
             if corrector_steps is not None or step_lr is not None:
@@ -377,22 +456,29 @@ class CrystalGenerator(Generator):
             if solver != "pc":
                 raise ValueError(f"unknown solver {solver!r} for a CSPNet model; allowed: pc (DiffCSP's predictor-corrector)")
             out, num_atoms = self._sample_cspnet(model, n, generator, steps, types, corrector_steps, step_lr,
-                                                 cond, cond_mask, guidance)
+                                                 cond, cond_mask, guidance, templates)
         if tensors:
             return [{"types": out["types"][i], "frac": out["frac"][i], "lattice": out["lattice"][i]} for i in range(n)]
         return from_tensors(out["types"], out["frac"], out["lattice"], num_atoms, self.spec)
 
-    def _sample_cspnet(self, model, n, generator, steps, types, corrector_steps, step_lr, cond, cond_mask, guidance):
+    def _sample_cspnet(self, model, n, generator, steps, types, corrector_steps, step_lr, cond, cond_mask, guidance,
+                       templates=None):
         s = self.config.sampling
+        options = dict(steps=steps, corrector_steps=s.corrector_steps if corrector_steps is None else corrector_steps,
+                       step_lr=step_lr or (s.step_lr if types is not None else s.denovo_step_lr),
+                       allowed_types=self.type_marginals > 0, generator=generator,
+                       **({} if cond is None else {"cond": cond, "cond_mask": cond_mask, "guidance": guidance}))
+        if templates is not None:
+            from .symmetry import SymmetryProjector, sample_in_space_groups
+
+            projector = SymmetryProjector(templates, self.device)
+            out = sample_in_space_groups(model, self.processes(), projector, types=types, **options)
+            return out, projector.num_atoms
         if types is None:
             num_atoms = torch.multinomial(self.atom_count_probs.float(), n, replacement=True, generator=generator)
         else:
             num_atoms = (types >= 0).sum(1)
-        out = sample_crystals(model, self.processes(), num_atoms.to(self.device), types=types, steps=steps,
-                              corrector_steps=s.corrector_steps if corrector_steps is None else corrector_steps,
-                              step_lr=step_lr or (s.step_lr if types is not None else s.denovo_step_lr),
-                              allowed_types=self.type_marginals > 0, generator=generator,
-                              **({} if cond is None else {"cond": cond, "cond_mask": cond_mask, "guidance": guidance}))
+        out = sample_crystals(model, self.processes(), num_atoms.to(self.device), types=types, **options)
         return out, num_atoms
 
     # -- metrics and files -------------------------------------------------------------------------
@@ -401,6 +487,19 @@ class CrystalGenerator(Generator):
         """The benchmark's name (its test split), or the user's training files."""
         d = self.config.data
         return d.dataset if d.dataset != "file" else d.path
+
+    def _training_structures(self):
+        """The training crystals where they can be read without a download (the benchmark split
+        in the dataset cache or at ``data.path``, or the user's files), else None."""
+        from sciogen.data.records import RecordLog
+
+        d = self.config.data
+        try:
+            if d.dataset == "file":
+                return None if d.path is None else read_own_crystals(d.path, RecordLog(), column=d.column).structures
+            return load_crystals(d.dataset, d.split, d.path, d.limit).structures
+        except (FileNotFoundError, OSError, ValueError):
+            return None
 
     @classmethod
     def evaluate_samples(cls, samples: Any, reference: Any = None, download: bool = False) -> dict[str, float]:
@@ -430,8 +529,23 @@ class CrystalGenerator(Generator):
     @classmethod
     def write_samples(cls, samples: Any, path: str | Path) -> Path:
         """``path`` with a suffix: one file of every structure (``.cif`` blocks, a CDVAE ``.csv``,
-        ``.extxyz`` frames); without: a folder of one CIF per sample and ``summary.csv``."""
-        return write_structures(samples, path)
+        ``.extxyz`` frames); without: a folder of one CIF per sample and ``summary.csv``, the
+        screening table (:func:`~sciogen.crystals.screening.screening_table`: file, formula, atoms,
+        volume, density, space group, validity, novelty against the samples' reference, what was
+        requested) beside the listing of each file."""
+        path = write_structures(samples, path)
+        if not Path(path).is_dir():
+            return path
+        import pandas as pd
+
+        from .screening import screening_table
+
+        listing = pd.read_csv(Path(path) / "summary.csv", dtype={"file": str}, keep_default_na=False)
+        table = screening_table(list(samples) if not isinstance(samples, CrystalSamples) else samples)
+        columns = ["index", "file", "formula", "atoms", "volume", "density"]
+        merged = listing[columns].merge(table.drop(columns=["formula"]), on="index", how="left")
+        merged.to_csv(Path(path) / "summary.csv", index=False)
+        return path
 
     @classmethod
     def read_samples(cls, path: str | Path) -> Any:
@@ -500,3 +614,47 @@ def _reference_structures(reference: Any, download: bool = False):
     if not recs.structures:
         raise ValueError(f"--reference {reference}: no readable crystal")
     return recs.structures
+
+
+class _References:
+    """The reference crystals of one ``sample`` call (Structures, a path, or None: the model's
+    training data where it can be read), loaded at most once, and their Wyckoff templates."""
+
+    def __init__(self, generator: CrystalGenerator, reference: Any):
+        if hasattr(reference, "lattice"):  # one Structure
+            reference = [reference]
+        if reference is not None and not isinstance(reference, (str, Path, Sequence)):
+            raise ValueError(f"reference must be Structures or a path to crystal files, got {type(reference).__name__}")
+        self.generator, self.reference = generator, reference
+        self._loaded = False
+        self._structures = None
+        self.prior_source = "none"
+
+    def structures(self):
+        """The reference Structures, or None when there are none to read."""
+        if not self._loaded:
+            self._loaded = True
+            if self.reference is None:
+                self._structures = self.generator._training_structures()
+            elif isinstance(self.reference, (str, Path)):
+                self._structures = _reference_structures(self.reference)
+            else:
+                self._structures = [s for s in self.reference if s is not None]
+        return self._structures
+
+    def templates(self):
+        """Wyckoff templates of the reference crystals (symprec 0.1), cached per generator and source."""
+        from .symmetry import wyckoff_templates
+
+        key = ("training",) if self.reference is None else \
+            (str(self.reference),) if isinstance(self.reference, (str, Path)) else ("list", id(self.reference))
+        cache = self.generator.__dict__.setdefault("_template_cache", {})
+        if key not in cache or (key[0] == "list" and cache[key][0] is not self.reference):
+            structures = self.structures()
+            cache[key] = (self.reference, None if structures is None else wyckoff_templates(structures),
+                          0 if structures is None else len(structures))
+        _, counts, total = cache[key]
+        where = "the model's training data" if self.reference is None else "the reference crystals"
+        self.prior_source = (f"Wyckoff templates of {total} crystals of {where}" if counts else
+                             "every Wyckoff assignment that fits, equally likely (no reference crystals)")
+        return counts
