@@ -376,8 +376,9 @@ register_domain(DomainSpec(
 ))
 register_domain(DomainSpec(
     name="molecules3d", module="sciogen.molecules3d", generator="Molecule3DGenerator", extra="molecules",
-    description="3D molecules (EDM-style E(3)-equivariant diffusion of positions and atom types; QM9 with H)",
-    recipe="molecules3d/qm9",
+    description="3D molecules (EDM-style equivariant diffusion; UniGenX sequence + structure, conformers; QM9 with H)",
+    demo="sciogen.molecules3d.demo:run_demo",
+    recipe="molecules3d/qm9_unigenx",  # the CPU-practical one (docs/your-data.md, the domain card)
 ))
 register_domain(DomainSpec(
     name="crystals", module="sciogen.crystals", generator="CrystalGenerator", extra="crystals",

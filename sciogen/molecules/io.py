@@ -466,11 +466,12 @@ def _open_write(path: Path):
     return gzip.open(path, "wt", newline="") if path.suffix == ".gz" else open(path, "w", newline="")
 
 
-def _report_dropped(dropped: int, total: int, what: str) -> None:
-    """One stderr line when invalid molecules were left out of a SMILES / SDF file."""
+def _report_dropped(dropped: int, total: int, what: str, keep_all: str = "write .csv to keep every row, with a 'valid' column") -> None:
+    """One stderr line when invalid molecules were left out of a SMILES / SDF file; ``keep_all``
+    says which format keeps every sample."""
     if dropped:
         print(f"sciogen: {dropped} of {total} molecules are invalid and were not written to the {what} file "
-              "(write .csv to keep every row, with a 'valid' column)", file=sys.stderr)
+              f"({keep_all})", file=sys.stderr)
 
 
 def write_smiles(molecules: Sequence, path: str | Path, *, columns: dict[str, Sequence] | None = None) -> Path:

@@ -402,15 +402,16 @@ class Molecule3DGenerator(Generator):
     # -- metadata, validation, evaluation --------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
+        # the training SMILES (novelty) stay out: they would double a QM9 checkpoint's size; evaluate(samples,
+        # reference=train_smiles) takes them, and a freshly trained generator keeps them in memory
         return {"elements": list(self._elements), "atom_counts": self.atom_counts.clone(),
-                "condition_stats": list(self.condition_stats), "reference_smiles": self._reference_smiles}
+                "condition_stats": list(self.condition_stats)}
 
     def load_metadata(self, metadata) -> None:
         if "elements" in metadata:
             self._elements = list(metadata["elements"])
             self.atom_counts = torch.as_tensor(metadata["atom_counts"]).float()
             self.condition_stats = tuple(float(v) for v in metadata["condition_stats"])
-            self._reference_smiles = metadata.get("reference_smiles")
 
     def reference_data(self) -> list[str] | None:
         return self._reference_smiles

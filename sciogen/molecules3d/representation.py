@@ -539,7 +539,8 @@ def to_sdf(molecules: Sequence["Chem.Mol | None"], path: str | Path, *, columns:
     writer.close()
     with _open_write(path) as handle:
         handle.write(buffer.getvalue())
-    _report_dropped(sum(m is None for m in molecules), len(molecules), "SDF")
+    _report_dropped(sum(m is None for m in molecules), len(molecules), "SDF",
+                    "write .xyz to keep every generated sample's atoms and coordinates")
     return path
 
 

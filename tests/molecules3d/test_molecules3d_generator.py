@@ -153,11 +153,11 @@ def test_cli_trains_and_samples_an_sdf(tmp_path):
     run = tmp_path / "run"
     result = run_sciogen("train", "molecules3d", "--data", str(data), "--run-dir", str(run),
                          "--set", "train.steps=3", "--set", "train.batch_size=4", "--set", "model.hidden=8",
-                         "--set", "model.layers=1", "--set", "train.validate_every=0", cwd=tmp_path)
+                         "--set", "model.layers=1", "--set", "model.heads=2", "--set", "model.head_width=16",
+                         "--set", "train.validate_every=0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     out = tmp_path / "gen.sdf"
-    result = run_sciogen("sample", str(run), "-n", "3", "--out", str(out), "--steps", "3", "--seed", "0", "--atoms", "5",
-                         cwd=tmp_path)
+    result = run_sciogen("sample", str(run), "-n", "3", "--out", str(out), "--steps", "3", "--seed", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert out.exists() and "sampled 3" in result.stdout
     typo = run_sciogen("train", "molecules3d", "--data", str(tmp_path / "mine.sfd"), "--run-dir", str(tmp_path / "r2"),
