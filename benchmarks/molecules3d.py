@@ -16,7 +16,9 @@ fragment, uniqueness over valid, novelty over unique against the training split)
 And the conformer anchor every user has: RDKit ETKDG(v3)+MMFF, ``2 x`` as many conformers
 as references, COV-R at 0.5 Å and MAT-R against the DFT geometry of ``--conformer-molecules``
 test molecules (one reference each, so COV-R is the fraction of molecules with a conformer
-within 0.5 Å of the DFT one).
+within 0.5 Å of the DFT one), with the same for a UniGenX model's conformers of the same
+SMILES; energy sanity of every conformer set: the MMFF94 energy drop and the heavy-atom RMSD
+moved by a 200-step MMFF relaxation (medians).
 
     python benchmarks/molecules3d.py --data ../shared/datasets/molecules/qm9/qm9_xyz.csv.gz [--n 1000]
 
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 
 import sciogen
-from sciogen.molecules3d import coverage_matching, etkdg_conformers, evaluate, load_qm9_3d
+from sciogen.molecules3d import coverage_matching, etkdg_conformers, evaluate, load_qm9_3d, mmff_relaxation
 
 PUBLISHED = {
     # Hoogeboom et al. 2022, Table 2 (QM9, 10,000 samples)
@@ -64,7 +66,7 @@ def conformer_rows(test, k: int, seed: int) -> dict:
     """ETKDG(+MMFF) conformers of the first ``k`` test molecules against their DFT geometry."""
     out = {}
     for mmff in (False, True):
-        cov, mat, failed = [], [], 0
+        cov, mat, failed, kept = [], [], 0, []
         start = time.perf_counter()
         for i in range(k):
             reference = test.to_mol(i)
@@ -75,24 +77,27 @@ def conformer_rows(test, k: int, seed: int) -> dict:
             except (ValueError, RuntimeError):
                 failed += 1
                 continue
+            kept.append(generated)
             cov.append(scores["cov_r"])
             if "mat_r" in scores:
                 mat.append(scores["mat_r"])
         name = "RDKit ETKDGv3" + (" + MMFF" if mmff else "")
         out[name] = {"cov_r_0.5": float(np.mean(cov)) if cov else 0.0, "mat_r": float(np.mean(mat)) if mat else None,
                      "molecules": k, "failed": failed, "conformers_per_molecule": 2,
-                     "seconds": round(time.perf_counter() - start, 1)}
+                     "seconds": round(time.perf_counter() - start, 1),
+                     "mmff_relaxation": mmff_relaxation(kept, max_iters=200).summary()}
     return out
 
 
 def model_conformer_row(gen, test, k: int, seed: int, steps: int | None) -> dict:
     """A UniGenX model's conformers (2 per molecule, as the ETKDG rows) of the first ``k`` test
     molecules, from their QM9 SMILES, against the DFT geometry."""
-    cov, mat, failed, reasons = [], [], 0, []
+    cov, mat, failed, reasons, kept = [], [], 0, [], []
     start = time.perf_counter()
     for i in range(k):
         try:
             generated = gen.conformers(test.smiles[i], 2, seed=seed + i, steps=steps)
+            kept.append(generated)
             scores = coverage_matching(generated, test.to_mol(i), threshold=0.5)
         except (ValueError, RuntimeError) as err:
             failed += 1
@@ -103,7 +108,7 @@ def model_conformer_row(gen, test, k: int, seed: int, steps: int | None) -> dict
             mat.append(scores["mat_r"])
     return {"cov_r_0.5": float(np.mean(cov)) if cov else 0.0, "mat_r": float(np.mean(mat)) if mat else None,
             "molecules": k, "failed": failed, "failures": reasons[:5], "conformers_per_molecule": 2,
-            "seconds": round(time.perf_counter() - start, 1)}
+            "seconds": round(time.perf_counter() - start, 1), "mmff_relaxation": mmff_relaxation(kept, max_iters=200).summary()}
 
 
 def main() -> None:
@@ -161,7 +166,9 @@ def main() -> None:
         cells = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
         print(f"{name:55s} {cells}")
     for name, row in result["conformers"].items():
-        print(f"{name:55s} COV-R {row['cov_r_0.5']:.3f}  MAT-R {row['mat_r']}")
+        relax = row["mmff_relaxation"]
+        print(f"{name:55s} COV-R {row['cov_r_0.5']:.3f}  MAT-R {row['mat_r']}  MMFF drop {relax.get('energy_drop_median')} "
+              f"kcal/mol, moved {relax.get('rmsd_median')} A")
     print(f"wrote {args.out}")
 
 
