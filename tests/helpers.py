@@ -75,3 +75,21 @@ def run_sciogen(*args: str, cwd: Path, env: dict | None = None, timeout: float =
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "sciogen", *map(str, args)], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def execute_notebook(notebook: Path, work: Path, timeout: int = 900) -> tuple[str, int]:
+    """Run ``notebook`` top to bottom with ``work`` (created) as its folder, as a user runs it from a
+    folder outside the repository; fails on any cell error. Skips without nbformat, nbclient or
+    matplotlib. Returns the text the cells printed and how many PNG images they showed."""
+    import pytest
+
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("matplotlib")
+    work.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.read(notebook, as_version=4)
+    nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    assert not errors, f"{notebook.name}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    return "".join(o.get("text", "") for o in outputs), sum("image/png" in o.get("data", {}) for o in outputs)

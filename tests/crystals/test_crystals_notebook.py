@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ..helpers import execute_notebook
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "crystals.ipynb"
 
@@ -25,19 +27,11 @@ def _link_perov5(cache: Path, shared: Path) -> None:
 
 @pytest.mark.skipif(not _shipped(), reason="the shipped crystals/perov5 checkpoint is absent")
 def test_notebook_executes_in_the_fast_setting_outside_the_repository(monkeypatch, shared_datasets, sciogen_cache, tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("matplotlib")
     _link_perov5(sciogen_cache, shared_datasets)
     monkeypatch.setenv("SCIOGEN_FAST", "1")
     work = tmp_path / "work"
-    work.mkdir()
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
-    text = "".join(o.get("text", "") for o in outputs)
+    text, images = execute_notebook(NOTEBOOK, work, timeout=900)
+    assert images >= 3
     assert "match_rate" in text and "structural_validity" in text
     skipped = (work / "runs" / "my-crystals" / "skipped.csv").read_text()
     assert "my_crystals.csv,65," in skipped and "does not parse" in skipped  # the broken row, by its index

@@ -9,6 +9,8 @@ import pytest
 
 import sciogen  # noqa: E402
 
+from ..helpers import execute_notebook
+
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "deformation.ipynb"
 MNI_FILES = [f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz" for kind in ("t1", "gm", "wm")]
 
@@ -24,20 +26,12 @@ def mni_cache(sciogen_cache, shared_datasets) -> Path:
 
 
 def test_notebook_executes_in_the_fast_setting_outside_the_repository(monkeypatch, mni_cache, tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("matplotlib")
     if not {"deformation/brain-mri-2d", "deformation/brain-mri-3d"} <= set(sciogen.available()):
         pytest.skip("the shipped deformation models are not in this checkout")
     monkeypatch.setenv("SCIOGEN_FAST", "1")
     work = tmp_path / "work"
-    work.mkdir()
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
-    text = "".join(o.get("text", "") for o in outputs)
+    text, images = execute_notebook(NOTEBOOK, work, timeout=600)
+    assert images >= 2
     assert "affine kept: True" in text and "labels stay in the label set: True" in text
     assert "broken.nii.gz,0,cannot read it" in text  # the own-data cell's bad file, reported by index
     assert (work / "runs" / "my-deformation" / "skipped.csv").is_file()

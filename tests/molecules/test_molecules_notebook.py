@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ..helpers import execute_notebook
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "molecules.ipynb"
 
@@ -24,18 +26,10 @@ def qm9_cache(sciogen_cache, shared_datasets) -> Path:
 
 @pytest.mark.skipif(not _shipped(), reason="the shipped molecules/qm9 checkpoint is absent")
 def test_notebook_executes_in_the_fast_setting_outside_the_repository(monkeypatch, qm9_cache, tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("matplotlib")
     monkeypatch.setenv("SCIOGEN_FAST", "1")
     work = tmp_path / "work"
-    work.mkdir()
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
-    text = "".join(o.get("text", "") for o in outputs)
+    text, images = execute_notebook(NOTEBOOK, work, timeout=900)
+    assert images >= 3
     assert "novelty" in text  # QM9 was found in the cache
     assert (work / "runs" / "my-molecules" / "skipped.csv").is_file() and (work / "my_samples.smi").is_file()
     assert "'C1CC(': RDKit cannot read this SMILES" in text

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ..helpers import execute_notebook
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "molecules3d.ipynb"
 SHIPPED = REPO / "sciogen" / "checkpoints" / "molecules3d-qm9-unigenx.pt"
@@ -14,18 +16,10 @@ SHIPPED = REPO / "sciogen" / "checkpoints" / "molecules3d-qm9-unigenx.pt"
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped molecules3d/qm9-unigenx checkpoint is absent")
 def test_notebook_executes_in_the_fast_setting_outside_the_repository(monkeypatch, sciogen_cache, tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("matplotlib")
     monkeypatch.setenv("SCIOGEN_FAST", "1")
     work = tmp_path / "work"
-    work.mkdir()
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
-    text = "".join(o.get("text", "") for o in outputs)
+    text, images = execute_notebook(NOTEBOOK, work, timeout=900)
+    assert images >= 2
     assert "atom_stability" in text and "COV-R" in text and "my_conformers.sfd" in text
     assert (work / "my_molecules.sdf").is_file() and (work / "glycerol_conformers.sdf").is_file()
 
