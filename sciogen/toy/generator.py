@@ -182,6 +182,12 @@ class VectorGenerator(Generator):
         return vector_metrics(x, ref.float(), mixture)
 
     @classmethod
+    def add_sample_arguments(cls, parser) -> None:
+        parser.add_argument("--grid", choices=("uniform", "logsnr", "karras", "tuned"),
+                            help="sampling times (default: the schedule's own grid); tuned: the grid "
+                                 "`sciogen tune-solver` stored for this solver and number of steps")
+
+    @classmethod
     def write_samples(cls, samples: torch.Tensor, path: str | Path) -> Path:
         return write_vectors(samples, path)
 

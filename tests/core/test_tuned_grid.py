@@ -142,6 +142,12 @@ def test_cli_tune_solver_writes_the_model_with_its_grid(tmp_path, capsys):
     assert gen.sample(4, steps=3, grid="tuned", seed=0).shape == (4, 2)
     assert main(["tune-solver", "toy/gmm", "--steps", "3", "--out", str(out)]) == 1  # exists, no --force
     assert "exists" in capsys.readouterr().err
+    # the shell's way to use it: sciogen sample MODEL --steps 3 --grid tuned
+    samples = tmp_path / "tuned.csv"
+    assert main(["sample", str(out), "-n", "4", "--steps", "3", "--grid", "tuned", "--out", str(samples)]) == 0
+    assert samples.is_file() and "sampled 4" in capsys.readouterr().out
+    assert main(["sample", str(out), "-n", "4", "--steps", "5", "--grid", "tuned", "--out", str(tmp_path / "t5.csv")]) == 1
+    assert "no tuned time grid for solver 'dpm++2m' with 5 steps" in capsys.readouterr().err
 
 
 def test_cli_tune_solver_refuses_other_domains(tmp_path, capsys):
