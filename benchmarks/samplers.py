@@ -181,14 +181,19 @@ class SlicedW1:
         return float((proj - self.quantiles).abs().mean())
 
 
-def accuracy(problem: str, n: int = N_SAMPLES) -> dict:
+def _setup(problem: str, n: int):
+    """One problem's exact model, its fixed noises, the 500-step reference solution and the W1 meter."""
     schedule, prediction = PROBLEMS[problem]
     gmm = GaussianMixture.example()
     model = gmm.denoiser(schedule, prediction)
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
     ref = sample(model, x_T.double(), schedule=schedule, prediction=prediction, solver="dpm++3m", steps=500,
                  grid="logsnr").float()
-    w1 = SlicedW1(gmm, n)
+    return schedule, prediction, gmm, model, x_T, ref, SlicedW1(gmm, n)
+
+
+def accuracy(problem: str, n: int = N_SAMPLES) -> dict:
+    schedule, prediction, gmm, model, x_T, ref, w1 = _setup(problem, n)
     rows = {"exact draws (floor)": {"sliced_w1": {c: w1(gmm.sample(n, torch.Generator().manual_seed(8)))
                                                   for c in CALLS}}}
 
@@ -365,13 +370,7 @@ def tuned_accuracy(problem: str, n: int = N_SAMPLES) -> dict:
     """Tuned grids against the default grid on one problem: sliced W1 and distance to the
     reference on the accuracy benchmark's noises (which the search never sees), the grids and the
     search's cost. The main row is search seed 0 with 100 noises (``tune_grid``'s defaults)."""
-    schedule, prediction = PROBLEMS[problem]
-    gmm = GaussianMixture.example()
-    model = gmm.denoiser(schedule, prediction)
-    x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
-    ref = sample(model, x_T.double(), schedule=schedule, prediction=prediction, solver="dpm++3m", steps=500,
-                 grid="logsnr").float()
-    w1 = SlicedW1(gmm, n)
+    schedule, prediction, gmm, model, x_T, ref, w1 = _setup(problem, n)
 
     def measure(solver, calls, grid=None):
         x = sample(model, x_T, schedule=schedule, prediction=prediction, solver=solver, steps=calls, grid=grid)
